@@ -1,0 +1,172 @@
+"""The relay's configuration: `config.yaml` parsed once into types, and routing by model name.
+
+`${VAR}` (or `${VAR:-fallback}`) in any string reads the environment, so keys stay out of the
+file. Every problem is reported as `<file>: <key.path>: <what is wrong>`; values are never
+echoed, so a key cannot leak through an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+
+class ConfigError(Exception):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Reasoning = Literal["none", "effort", "thinking", "openrouter"]
+
+
+class Provider(_Strict):
+    type: Literal["openai"]
+    base_url: str
+    api_key: SecretStr | None = None
+    supports_streaming: bool = True
+    headers: dict[str, str] = {}
+    # Which field carries the output limit; default: `max_completion_tokens` for OpenAI's own
+    # API (its reasoning models reject `max_tokens`), `max_tokens` elsewhere (what most
+    # compatible servers understand).
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    # The provider's output cap: larger requests are clamped (Claude Code asks for 32000).
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    # How the provider is asked to reason when the client sends `thinking`:
+    # effort → `reasoning_effort` (OpenAI, xAI, Groq); thinking → `thinking: {type}` (GLM,
+    # Kimi, DeepSeek); openrouter → `reasoning: {effort | max_tokens}`; none → not asked.
+    reasoning: Reasoning = "none"
+    # Send earlier thinking back as `reasoning_content` on assistant turns. DeepSeek and Kimi
+    # require it on turns with tool calls; default: on for their hosts only.
+    reasoning_history: bool | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def key(self) -> str | None:
+        return self.api_key.get_secret_value() or None if self.api_key else None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).hostname or ""
+
+    @property
+    def output_field(self) -> str:
+        if self.max_tokens_field:
+            return self.max_tokens_field
+        official = self.host == "api.openai.com" or self.host.endswith(".openai.azure.com")
+        return "max_completion_tokens" if official else "max_tokens"
+
+    @property
+    def echoes_reasoning(self) -> bool:
+        if self.reasoning_history is not None:
+            return self.reasoning_history
+        return any(name in self.host for name in ("deepseek", "moonshot", "kimi"))
+
+
+class Route(_Strict):
+    provider: str
+    model: str
+    # Per-model overrides of the provider's settings of the same names.
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    reasoning: Reasoning | None = None
+
+
+class Models(_Strict):
+    default: Route
+    routes: dict[str, Route] = {}
+    # true: every request goes to `default`, whatever model the client names.
+    force: bool = False
+
+
+class Config(_Strict):
+    providers: dict[str, Provider]
+    models: Models
+
+    @model_validator(mode="after")
+    def _known_providers(self) -> Config:
+        named = [("models.default", self.models.default)]
+        named += [(f"models.routes.{key}", route) for key, route in self.models.routes.items()]
+        for where, route in named:
+            if route.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none"
+                raise ValueError(f"{where}.provider: unknown provider {route.provider!r} (known: {known})")
+        return self
+
+    def route(self, model: str) -> Route:
+        """Exact name, else the longest route key that prefixes the name, else `default`."""
+        models = self.models
+        if models.force:
+            return models.default
+        if model in models.routes:
+            return models.routes[model]
+        best = max((key for key in models.routes if model.startswith(key)), key=len, default=None)
+        return models.routes[best] if best is not None else models.default
+
+    def secrets(self) -> list[str]:
+        return [p.key for p in self.providers.values() if p.key]
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, where: str) -> Any:
+    if isinstance(node, dict):
+        return {key: _interpolate(value, f"{where}.{key}" if where else str(key)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(value, f"{where}.{i}") for i, value in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def value_of(match: re.Match[str]) -> str:
+        name, fallback = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is None and fallback is None:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return value if value is not None else fallback
+
+    return _ENV.sub(value_of, node)
+
+
+def parse_config(data: Any, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(_interpolate(data, ""))
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except ValidationError as e:
+        problems = []
+        for err in e.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{source}: {where + ': ' if where else ''}{message}")
+        raise ConfigError("\n".join(problems)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        # Only the problem and the position: the parser's excerpt of the line could hold a key.
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', None) or 'parse error'}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with `providers` and `models`")
+    return parse_config(data, str(path))

@@ -1,0 +1,199 @@
+"""What the relay does with one HTTP exchange, without any mitmproxy type.
+
+`handle` looks at a client request and answers one of three ways:
+- `Reply`: the relay answers itself (`/health`, `/v1/models`, `count_tokens`, bad requests);
+- `Forward`: the request rewritten for a provider, with the `Exchange` that will translate
+  the provider's answer back;
+- `None`: not ours; the request goes on to the reverse-mode target untouched.
+
+The addon applies these to the flow. Keeping them plain data makes every decision testable
+without a proxy, and keeps the addon to a handful of lines per hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from . import sse, tokens
+from .config import Config, Provider, Route
+from .errors import RelayError, anthropic_status, error_body, scrub, status_of, upstream_message
+from .protocols import anthropic as a
+from .translate.chat_request import to_chat
+from .translate.chat_response import ChatTranslator
+
+log = logging.getLogger("llmrelay")
+
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream; charset=utf-8"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": JSON})
+
+
+@dataclass
+class Forward:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    exchange: Exchange
+
+
+def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
+    status, error_type = anthropic_status(status)
+    return Reply(status, error_body(error_type, message), {"content-type": JSON, **(headers or {})})
+
+
+def handle(config: Config, method: str, path: str, body: bytes) -> Reply | Forward | None:
+    path = path.split("?", 1)[0].rstrip("/")
+    try:
+        if method == "POST" and path == "/v1/messages":
+            return _messages(config, body)
+        if method == "POST" and path == "/v1/messages/count_tokens":
+            return _count_tokens(body)
+        if method == "GET" and path == "/v1/models":
+            return Reply(200, orjson.dumps(models_list(config)))
+        if method == "GET" and path == "/health":
+            return Reply(200, b'{"status":"ok"}')
+    except RelayError as e:
+        return error_reply(e.status, scrub(str(e), config.secrets()))
+    return None
+
+
+def _parse(model: type[Any], body: bytes) -> Any:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as e:
+        first = e.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        kind = "invalid JSON" if first["type"] == "json_invalid" else first["msg"]
+        raise RelayError(f"{where + ': ' if where else ''}{kind}") from None
+
+
+def _count_tokens(body: bytes) -> Reply:
+    req = _parse(a.CountTokensRequest, body)
+    return Reply(200, orjson.dumps({"input_tokens": tokens.count_request(req)}))
+
+
+def models_list(config: Config) -> dict[str, Any]:
+    names = list(config.models.routes)
+    data = [{"type": "model", "id": name, "display_name": name, "created_at": "2025-01-01T00:00:00Z"} for name in names]
+    return {"data": data, "has_more": False, "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
+
+
+def _messages(config: Config, body: bytes) -> Forward:
+    req: a.Request = _parse(a.Request, body)
+    route = config.route(req.model)
+    provider = config.providers[route.provider]
+    upstream_stream = req.stream and provider.supports_streaming
+    chat, names = to_chat(req, route, provider, stream=upstream_stream)
+    headers = {
+        "content-type": JSON,
+        "accept": "text/event-stream" if upstream_stream else JSON,
+        "accept-encoding": "identity",  # the stream hook reads raw bytes
+    }
+    if provider.key:
+        headers["authorization"] = "Bearer " + provider.key
+    headers.update(provider.headers)
+    exchange = Exchange(
+        client_model=req.model,
+        route=route,
+        provider=provider,
+        client_stream=req.stream,
+        tool_names=names.original,
+        input_estimate=len(body) // 4,
+        secrets=config.secrets(),
+    )
+    return Forward(provider.base_url + "/chat/completions", headers, orjson.dumps(chat), exchange)
+
+
+@dataclass
+class Exchange:
+    """One /v1/messages request in flight: enough to translate whatever comes back."""
+
+    client_model: str
+    route: Route
+    provider: Provider
+    client_stream: bool
+    tool_names: dict[str, str]
+    input_estimate: int
+    secrets: list[str]
+    started: float = field(default_factory=time.monotonic)
+
+    def translator(self) -> ChatTranslator:
+        return ChatTranslator(model=self.client_model, input_tokens=self.input_estimate, tool_names=self.tool_names)
+
+    def streams(self, status: int, headers: dict[str, str]) -> bool:
+        """Whether the answer can be translated as it arrives (else it is read whole)."""
+        encoding = headers.get("content-encoding", "identity").lower()
+        return (
+            self.client_stream
+            and 200 <= status < 300
+            and headers.get("content-type", "").startswith("text/event-stream")
+            and encoding in ("", "identity")
+        )
+
+    def stream(self) -> Callable[[bytes], list[bytes]]:
+        """The function mitmproxy calls with each network read, then once with b"" at the end.
+
+        It returns [] rather than b"" to send nothing (b"" would end a chunked response), and
+        never raises: an exception would drop the read, or hang the client on the last call.
+        """
+        translator = self.translator()
+
+        def on_bytes(chunk: bytes) -> list[bytes]:
+            try:
+                events = translator.feed(chunk) if chunk else translator.finish()
+            except Exception:
+                log.exception("llmrelay: translating a stream from %s failed", self.provider.host)
+                events = translator.fail(500, "the relay failed to translate the provider's stream")
+            return [encode(events)] if events else []
+
+        return on_bytes
+
+    def reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
+        """A whole upstream answer → the client's answer (message, stream or error)."""
+        content_type = headers.get("content-type", "")
+        if not 200 <= status < 300:
+            message = scrub(upstream_message(body, content_type), self.secrets)
+            passed = {k: v for k, v in headers.items() if k in ("retry-after", "retry-after-ms")}
+            return error_reply(status, f"{self.provider.host}: {message}", passed)
+        translator = self.translator()
+        try:
+            if content_type.startswith("text/event-stream") or body.lstrip().startswith((b"data:", b"event:", b":")):
+                events = translator.feed(body) + translator.finish()
+            else:
+                events = translator.whole(body)
+        except Exception:
+            log.exception("llmrelay: translating a response from %s failed", self.provider.host)
+            events = translator.fail(500, "the relay failed to translate the provider's response")
+        if self.client_stream:
+            return Reply(200, encode(events), {"content-type": EVENT_STREAM, "cache-control": "no-cache"})
+        return self.message_reply(events)
+
+    def message_reply(self, events: Iterable[dict[str, Any]]) -> Reply:
+        acc = a.Accumulator()
+        for event in events:
+            acc.add(event)
+        if acc.error is not None or acc.message is None:
+            error = (acc.error or a.error_event("api_error", "the provider sent no answer"))["error"]
+            return error_reply(status_of(error["type"]), error["message"])
+        return Reply(200, orjson.dumps(acc.message))
+
+
+def encode(events: Iterable[dict[str, Any]]) -> bytes:
+    return b"".join(sse.encode(event["type"], orjson.dumps(event)) for event in events)
+
+
+def stream_headers() -> dict[str, str]:
+    return {"content-type": EVENT_STREAM, "cache-control": "no-cache", "transfer-encoding": "chunked"}

@@ -1,0 +1,163 @@
+"""The official anthropic SDK → a real mitmdump with the addon → the mock OpenAI provider."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import httpx
+import pytest
+
+from conftest import CLIENT_KEY, PROVIDER_KEY
+
+TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+]
+
+
+@pytest.fixture
+def client(relay) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
+
+
+def ask(client: anthropic.Anthropic, model: str = "claude-sonnet-4-5", **kwargs):
+    kwargs.setdefault("messages", [{"role": "user", "content": "Hello"}])
+    return client.messages.create(model=model, max_tokens=200, **kwargs)
+
+
+def test_non_streaming_text(client, provider) -> None:
+    provider.set_script([{"text": "Hi there!", "usage": {"prompt_tokens": 11, "completion_tokens": 3}}])
+    message = ask(client, model="claude-haiku-4-5-20251001")
+    assert message.content[0].text == "Hi there!"
+    assert message.stop_reason == "end_turn"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (11, 3)
+    assert message.model == "claude-haiku-4-5-20251001"
+    (request,) = provider.requests
+    assert request.body["model"] == "gpt-4.1-mini"
+    assert "stream" not in request.body
+
+
+def test_streaming_text(client, provider) -> None:
+    provider.set_script([{"text": "One two three four five", "chunks": 5}])
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "Count"}]) as stream:
+        pieces = list(stream.text_stream)
+        message = stream.get_final_message()
+    assert len(pieces) == 5 and "".join(pieces) == "One two three four five"
+    assert message.stop_reason == "end_turn" and message.usage.output_tokens > 0
+    assert provider.requests[0].body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_tool_round_trip(client, provider, stream: bool) -> None:
+    provider.set_script(
+        [
+            {"text": "", "tool_calls": [{"id": "call_w1", "name": "get_weather", "arguments": {"city": "Paris"}}]},
+            {"text": "It is sunny in Paris."},
+        ]
+    )
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+
+    def turn():
+        if stream:
+            with client.messages.stream(model="claude-sonnet-4-5", max_tokens=200, tools=TOOLS, messages=messages) as s:
+                return s.get_final_message()
+        return ask(client, tools=TOOLS, messages=messages)
+
+    first = turn()
+    assert first.stop_reason == "tool_use"
+    (call,) = [b for b in first.content if b.type == "tool_use"]
+    assert (call.id, call.name, call.input) == ("call_w1", "get_weather", {"city": "Paris"})
+
+    messages += [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21°C"}]},
+    ]
+    second = turn()
+    assert second.content[0].text == "It is sunny in Paris."
+    sent = provider.requests[1].body["messages"]
+    assert sent[-2]["tool_calls"][0]["id"] == "call_w1"
+    assert sent[-1] == {"role": "tool", "tool_call_id": "call_w1", "content": "sunny, 21°C"}
+
+
+def test_a_json_only_provider_still_streams_to_the_client(client, provider) -> None:
+    provider.set_script([{"text": "Streamed from JSON", "reasoning": "short thought"}])
+    with client.messages.stream(model="claude-json-only", max_tokens=100, messages=[{"role": "user", "content": "x"}]) as stream:
+        kinds = [event.type for event in stream]
+        message = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert message.content[1].text == "Streamed from JSON"
+    assert "stream" not in provider.requests[0].body
+
+
+def test_credentials_never_cross_over(client, provider, relay) -> None:
+    provider.set_script([{"text": "ok"}])
+    raw = httpx.post(
+        relay.url + "/v1/messages",
+        headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"},
+        json={"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert raw.status_code == 200
+    assert PROVIDER_KEY not in raw.text and PROVIDER_KEY not in str(raw.headers)
+    headers = provider.requests[0].headers
+    assert headers["authorization"] == f"Bearer {PROVIDER_KEY}"
+    assert CLIENT_KEY not in json.dumps(headers)
+
+
+def test_rate_limits_keep_retry_after(client, provider) -> None:
+    provider.set_script([{"error_status": 429, "headers": {"retry-after": "7"}}])
+    with pytest.raises(anthropic.RateLimitError) as raised:
+        ask(client)
+    assert raised.value.response.headers["retry-after"] == "7"
+    assert raised.value.body["error"]["type"] == "rate_limit_error"
+
+
+@pytest.mark.parametrize(
+    "turn, error, error_type",
+    [
+        ({"error_status": 401}, anthropic.AuthenticationError, "authentication_error"),
+        ({"error_status": 404}, anthropic.NotFoundError, "not_found_error"),
+        ({"error_status": 413}, anthropic.APIStatusError, "request_too_large"),
+        ({"error_status": 503}, anthropic.APIStatusError, "overloaded_error"),
+        ({"raw_body": "<html><title>502 Bad Gateway</title></html>", "status": 502, "content_type": "text/html"}, anthropic.InternalServerError, "api_error"),
+        ({"raw_body": '{"error":{"message":"Insufficient Balance"}}', "status": 402, "content_type": "application/octet-stream"}, anthropic.APIStatusError, "billing_error"),
+    ],
+    ids=["401", "404", "413", "503", "html-502", "deepseek-octet-stream-402"],
+)
+def test_upstream_errors_in_anthropic_form(client, provider, turn, error, error_type) -> None:
+    provider.set_script([turn])
+    with pytest.raises(error) as raised:
+        ask(client)
+    assert raised.value.body["error"]["type"] == error_type
+    assert raised.value.body["error"]["message"].startswith("127.0.0.1: ")
+    if turn.get("status") == 502:
+        assert "502 Bad Gateway" in raised.value.body["error"]["message"]
+
+
+def test_an_error_inside_a_stream_reaches_the_client(client, provider) -> None:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "partial"}}]}
+    raw = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps({'error': {'code': 429, 'message': 'slow down'}})}\n\n"
+    provider.set_script([{"raw_sse": raw}])
+    with pytest.raises(anthropic.APIStatusError, match="slow down"):
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]) as stream:
+            for _ in stream:
+                pass
+
+
+def test_bad_requests_are_refused_in_anthropic_form(client, provider) -> None:
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        ask(client, messages=[{"role": "robot", "content": "x"}])
+    assert raised.value.body["error"]["type"] == "invalid_request_error"
+    assert not provider.requests
+
+
+def test_local_endpoints(client, relay) -> None:
+    count = client.messages.count_tokens(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "Hello, world"}], tools=TOOLS)
+    assert count.input_tokens > 10
+    models = client.models.list()
+    assert {m.id for m in models.data} == {"claude-haiku-4-5", "claude-json-only"}
+    assert httpx.get(relay.url + "/health").json() == {"status": "ok"}

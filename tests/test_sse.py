@@ -1,0 +1,46 @@
+"""The SSE decoder against the spec's awkward cases, fed whole and one byte at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrelay.sse import Decoder, Event, encode
+
+
+def decode(body: bytes, step: int | None = None) -> list[Event]:
+    decoder = Decoder()
+    pieces = [body] if step is None else [body[i : i + step] for i in range(0, len(body), step)]
+    return [e for piece in pieces for e in decoder.feed(piece)] + decoder.flush()
+
+
+CASES = {
+    "lf": (b"data: a\n\ndata: b\n\n", [Event(None, "a"), Event(None, "b")]),
+    "crlf": (b"data: a\r\n\r\ndata: b\r\n\r\n", [Event(None, "a"), Event(None, "b")]),
+    "cr": (b"data: a\r\rdata: b\r\r", [Event(None, "a"), Event(None, "b")]),
+    "comments": (b": OPENROUTER PROCESSING\n\ndata: a\n\n:ping\n\n", [Event(None, "a")]),
+    "named": (b"event: error\ndata: {\"x\":1}\n\n", [Event("error", '{"x":1}')]),
+    "multi-line data": (b"data: a\ndata: b\n\n", [Event(None, "a\nb")]),
+    "no space": (b"data:a\n\n", [Event(None, "a")]),
+    "id and retry ignored": (b"id: 7\nretry: 10\ndata: a\n\n", [Event(None, "a")]),
+    "unterminated last event": (b"data: a\n\ndata: b", [Event(None, "a"), Event(None, "b")]),
+    "utf-8": ("data: héllo 世界 🎉\n\n".encode(), [Event(None, "héllo 世界 🎉")]),
+}
+
+
+@pytest.mark.parametrize("step", [None, 1, 2, 3], ids=["whole", "1", "2", "3"])
+@pytest.mark.parametrize("name", CASES)
+def test_decoder(name: str, step: int | None) -> None:
+    body, expected = CASES[name]
+    assert decode(body, step) == expected
+
+
+def test_a_character_split_across_reads_is_never_replaced() -> None:
+    body = "data: 世界🎉\n\n".encode()
+    for cut in range(1, len(body)):
+        decoder = Decoder()
+        events = decoder.feed(body[:cut]) + decoder.feed(body[cut:])
+        assert events == [Event(None, "世界🎉")]
+
+
+def test_encode_matches_the_anthropic_layout() -> None:
+    assert encode("ping", b'{"type":"ping"}') == b'event: ping\ndata: {"type":"ping"}\n\n'
