@@ -47,6 +47,7 @@ models:
   routes:
     claude-haiku-4-5: {{provider: mock, model: gpt-4.1-mini}}
     claude-json-only: {{provider: mock-json, model: gpt-4.1}}
+    claude-sonnet-4-5: {{provider: mock, model: gpt-5, reasoning: effort}}
 """
     )
     with Relay(config, workdir) as process:

@@ -241,12 +241,35 @@ def test_thinking_becomes_the_providers_reasoning_control(thinking, output_confi
     assert controls == expected
 
 
-@pytest.mark.parametrize("path", sorted(REQUESTS.glob("claude-code-*.json")) or [pytest.param(None, marks=pytest.mark.skip)], ids=lambda p: p and p.stem)
+CLAUDE_CODE_BODIES = sorted(p for p in REQUESTS.glob("claude-code-*.json") if not p.name.endswith("headers.json"))
+
+
+def test_the_real_claude_code_requests_are_there() -> None:
+    assert len(CLAUDE_CODE_BODIES) >= 3
+
+
+@pytest.mark.parametrize("path", CLAUDE_CODE_BODIES, ids=lambda p: p.stem)
 def test_real_claude_code_requests_translate_to_valid_chat_requests(path: Path) -> None:
-    if path.name.endswith("headers.json"):
-        pytest.skip("headers, not a body")
     body = json.loads(path.read_text())
     chat, _ = translate(body, stream=body.get("stream", False))
     assert chat["messages"][0]["role"] == "system"
     assert not any(m["role"] == "system" for m in chat["messages"][1:])
-    assert len(chat["tools"]) == len(body.get("tools", []))
+    visible = [t["name"] for t in body["tools"] if not t.get("defer_loading")]
+    assert [t["function"]["name"] for t in chat["tools"]] == visible
+
+
+def test_deferred_tools_appear_once_a_tool_search_loads_them() -> None:
+    tools = [{"name": "ToolSearch", "input_schema": {"type": "object"}}, {"name": "NotebookEdit", "input_schema": {"type": "object"}, "defer_loading": True}]
+    chat, _ = translate(request(user("x"), tools=tools))
+    assert [t["function"]["name"] for t in chat["tools"]] == ["ToolSearch"]
+    chat, _ = translate(
+        request(
+            user("x"),
+            assistant([{"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {"query": "notebook"}}]),
+            user([{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "tool_reference", "tool_name": "NotebookEdit"}]}]),
+            tools=tools,
+        )
+    )
+    assert [t["function"]["name"] for t in chat["tools"]] == ["ToolSearch", "NotebookEdit"]
+    assert chat["messages"][2]["content"] == "Tool NotebookEdit is now available."
+

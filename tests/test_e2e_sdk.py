@@ -159,5 +159,5 @@ def test_local_endpoints(client, relay) -> None:
     count = client.messages.count_tokens(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "Hello, world"}], tools=TOOLS)
     assert count.input_tokens > 10
     models = client.models.list()
-    assert {m.id for m in models.data} == {"claude-haiku-4-5", "claude-json-only"}
+    assert {m.id for m in models.data} == {"claude-haiku-4-5", "claude-json-only", "claude-sonnet-4-5"}
     assert httpx.get(relay.url + "/health").json() == {"status": "ok"}

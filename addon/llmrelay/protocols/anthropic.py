@@ -93,13 +93,20 @@ class RedactedThinkingBlock(_In):
     data: str = ""
 
 
+class ToolReferenceBlock(_In):
+    """Inside a tool search's result: makes a deferred tool available from then on."""
+
+    type: Literal["tool_reference"]
+    tool_name: str
+
+
 class OtherBlock(_In):
     """A block type this version does not model (server tool results, search results, ...)."""
 
     type: str
 
 
-_BLOCK_TYPES = ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking")
+_BLOCK_TYPES = ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking", "tool_reference")
 
 
 def _tag(value: Any, known: tuple[str, ...]) -> str:
@@ -116,6 +123,7 @@ Block = Annotated[
         Annotated[ToolResultBlock, Tag("tool_result")],
         Annotated[ThinkingBlock, Tag("thinking")],
         Annotated[RedactedThinkingBlock, Tag("redacted_thinking")],
+        Annotated[ToolReferenceBlock, Tag("tool_reference")],
         Annotated[OtherBlock, Tag("other")],
     ],
     Discriminator(lambda v: _tag(v, _BLOCK_TYPES)),
@@ -142,6 +150,8 @@ class Tool(_In):
     description: str | None = None
     input_schema: dict[str, Any] | None = None
     type: str | None = None  # "custom" or absent for client tools; server tools carry a version
+    # Hidden from the model until a `tool_reference` block (from a tool search) names it.
+    defer_loading: bool = False
 
 
 class ToolChoice(_In):

@@ -15,7 +15,9 @@ Rules, source → target:
   dropped; `redacted_thinking` → dropped (opaque to anyone but Anthropic);
 - a tool call left without a result (an interrupted turn) gets one saying so, since every
   provider rejects an unanswered call;
-- `tools` → `function` tools (`input_schema` → `parameters`); a name OpenAI would refuse (over
+- `tools` → `function` tools (`input_schema` → `parameters`); a tool with `defer_loading` is
+  left out, as Anthropic hides it from the model, until a `tool_reference` block in a tool
+  result names it (that block → "Tool X is now available."); a name OpenAI would refuse (over
   64 characters, or other characters than letters, digits, `_`, `-`) → a stable short name,
   mapped back on the way out; server tools (`web_search_…`) → a clear 400, since only
   Anthropic can run them;
@@ -47,10 +49,12 @@ _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class ToolNames:
-    """Anthropic tool names ⇄ names an OpenAI-compatible API accepts (stable per name)."""
+    """Anthropic tool names ⇄ names an OpenAI-compatible API accepts (stable per name), and
+    the deferred tools the conversation has loaded so far."""
 
     def __init__(self) -> None:
         self.original: dict[str, str] = {}  # short → original, for the response
+        self.loaded: set[str] = set()
 
     def short(self, name: str) -> str:
         if _VALID_NAME.fullmatch(name):
@@ -102,8 +106,9 @@ def to_chat(req: a.Request, route: Route, provider: Provider, *, stream: bool) -
         user = req.metadata.user_id
         body["user"] = user if len(user) <= 64 else hashlib.sha256(user.encode()).hexdigest()
 
-    if req.tools:
-        body["tools"] = [_tool(tool, names, provider) for tool in req.tools]
+    tools = [tool for tool in req.tools or () if not tool.defer_loading or tool.name in names.loaded]
+    if tools:
+        body["tools"] = [_tool(tool, names, provider) for tool in tools]
         choice = req.tool_choice
         if choice is not None:
             if choice.type == "tool":
@@ -153,7 +158,7 @@ def _messages(req: a.Request, names: ToolNames, provider: Provider) -> list[dict
         if message.role == "system":
             system.append(_plain_text(message.content))
         elif message.role == "user":
-            out.extend(_user(message.content, provider))
+            out.extend(_user(message.content, names, provider))
         else:
             out.append(_assistant(message.content, names, provider))
     out = _answer_every_call(out)
@@ -169,14 +174,14 @@ def _plain_text(content: str | list[a.Block]) -> str:
     return "\n\n".join(block.text for block in content if isinstance(block, a.TextBlock))
 
 
-def _user(content: str | list[a.Block], provider: Provider) -> list[dict[str, Any]]:
+def _user(content: str | list[a.Block], names: ToolNames, provider: Provider) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     results: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
     for block in content:
         if isinstance(block, a.ToolResultBlock):
-            text, images = _tool_result(block, provider)
+            text, images = _tool_result(block, names, provider)
             results.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": text})
             parts.extend(images)
         elif not isinstance(block, (a.ThinkingBlock, a.RedactedThinkingBlock)):
@@ -215,7 +220,7 @@ def _part(block: a.Block, provider: Provider) -> dict[str, Any]:
     raise RelayError(f"content block of type {block.type!r} cannot be sent to {provider.host}")
 
 
-def _tool_result(block: a.ToolResultBlock, provider: Provider) -> tuple[str, list[dict[str, Any]]]:
+def _tool_result(block: a.ToolResultBlock, names: ToolNames, provider: Provider) -> tuple[str, list[dict[str, Any]]]:
     content = block.content
     images: list[dict[str, Any]] = []
     if content is None:
@@ -225,6 +230,10 @@ def _tool_result(block: a.ToolResultBlock, provider: Provider) -> tuple[str, lis
     else:
         texts = []
         for part in content:
+            if isinstance(part, a.ToolReferenceBlock):
+                names.loaded.add(part.tool_name)
+                texts.append(f"Tool {part.tool_name} is now available.")
+                continue
             converted = _part(part, provider)
             if converted["type"] == "text":
                 texts.append(converted["text"])
