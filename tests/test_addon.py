@@ -151,3 +151,11 @@ def test_a_bad_config_stops_start_up_with_a_clear_message(tmp_path: Path) -> Non
     with taddons.context(addon) as tctx:
         with pytest.raises(exceptions.OptionsError, match="bad.yaml: models.default.provider: unknown provider 'gone'"):
             tctx.configure(addon, adapter_config=str(path))
+
+
+def test_a_bug_in_the_relay_still_answers_in_anthropic_form(adapter, monkeypatch) -> None:
+    monkeypatch.setattr("llmrelay.relay.to_chat", lambda *args, **kwargs: {}["boom"])
+    f = flow("/v1/messages", MESSAGE)
+    adapter.request(f)
+    assert f.response.status_code == 500
+    assert json.loads(f.response.content)["error"]["type"] == "api_error"

@@ -83,6 +83,7 @@ def test_tool_round_trip_in_the_right_order() -> None:
             assistant(
                 [
                     {"type": "thinking", "thinking": "I should run ls", "signature": "sig"},
+                    {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"},
                     {"type": "text", "text": "Running two commands."},
                     {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}},
                     {"type": "tool_use", "id": "toolu_2", "name": "Bash", "input": {"command": "pwd"}},

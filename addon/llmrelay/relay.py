@@ -67,6 +67,9 @@ def handle(config: Config, method: str, path: str, body: bytes) -> Reply | Forwa
             return Reply(200, b'{"status":"ok"}')
     except RelayError as e:
         return error_reply(e.status, scrub(str(e), config.secrets()))
+    except Exception:  # a bug of ours must still answer in the client's protocol
+        log.exception("llmrelay: handling %s %s failed", method, path)
+        return error_reply(500, "the relay failed to handle this request; its log has the details")
     return None
 
 
@@ -163,20 +166,23 @@ class Exchange:
 
     def reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
         """A whole upstream answer → the client's answer (message, stream or error)."""
+        try:
+            return self._reply(status, headers, body)
+        except Exception:
+            log.exception("llmrelay: translating a response from %s failed", self.provider.host)
+            return error_reply(500, "the relay failed to translate the provider's response; its log has the details")
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
         content_type = headers.get("content-type", "")
         if not 200 <= status < 300:
             message = scrub(upstream_message(body, content_type), self.secrets)
             passed = {k: v for k, v in headers.items() if k in ("retry-after", "retry-after-ms")}
             return error_reply(status, f"{self.provider.host}: {message}", passed)
         translator = self.translator()
-        try:
-            if content_type.startswith("text/event-stream") or body.lstrip().startswith((b"data:", b"event:", b":")):
-                events = translator.feed(body) + translator.finish()
-            else:
-                events = translator.whole(body)
-        except Exception:
-            log.exception("llmrelay: translating a response from %s failed", self.provider.host)
-            events = translator.fail(500, "the relay failed to translate the provider's response")
+        if content_type.startswith("text/event-stream") or body.lstrip().startswith((b"data:", b"event:", b":")):
+            events = translator.feed(body) + translator.finish()
+        else:
+            events = translator.whole(body)
         if self.client_stream:
             return Reply(200, encode(events), {"content-type": EVENT_STREAM, "cache-control": "no-cache"})
         return self.message_reply(events)
