@@ -377,7 +377,7 @@ def build_usage(turn: dict, prompt_bytes: int, completion_chars: int, reasoning_
     return usage
 
 
-def _turn_parts(turn: dict, request: dict, prompt_bytes: int) -> tuple[str, str, list[dict], str, dict]:
+def _turn_parts(turn: dict, prompt_bytes: int) -> tuple[str, str, list[dict], str, dict]:
     text, reasoning = turn.get("text") or "", turn.get("reasoning") or ""
     tool_calls = normalize_tool_calls(turn)
     finish_reason = turn.get("finish_reason") or ("tool_calls" if tool_calls else "stop")
@@ -388,7 +388,7 @@ def _turn_parts(turn: dict, request: dict, prompt_bytes: int) -> tuple[str, str,
 
 def render_completion(turn: dict, request: dict, prompt_bytes: int) -> dict:
     """A non-streaming `chat.completion` object."""
-    text, reasoning, tool_calls, finish_reason, usage = _turn_parts(turn, request, prompt_bytes)
+    text, reasoning, tool_calls, finish_reason, usage = _turn_parts(turn, prompt_bytes)
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None,
                                "refusal": None, "annotations": []}
     if reasoning:
@@ -403,7 +403,7 @@ def render_completion(turn: dict, request: dict, prompt_bytes: int) -> dict:
 
 def render_stream_events(turn: dict, request: dict, prompt_bytes: int) -> list[bytes]:
     """The SSE events of a streamed completion, in the order OpenAI sends them."""
-    text, reasoning, tool_calls, finish_reason, usage = _turn_parts(turn, request, prompt_bytes)
+    text, reasoning, tool_calls, finish_reason, usage = _turn_parts(turn, prompt_bytes)
     parts = int(turn.get("chunks", DEFAULT_CHUNKS))
     include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
     base = {"id": new_id("chatcmpl-", 29), "object": "chat.completion.chunk", "created": int(time.time()),
@@ -503,17 +503,30 @@ async def send_body(writer: asyncio.StreamWriter, status: int, body: bytes, cont
     await writer.drain()
 
 
+def _carries_tokens(event: bytes) -> bool:
+    """A chunk with generated text (not the opening chunk's empty content)."""
+    return (b'"content":"' in event and b'"content":""' not in event) or b'"reasoning_content":"' in event
+
+
 async def send_chunked(writer: asyncio.StreamWriter, status: int, events: list[bytes], interval_s: float,
-                       extra_headers: dict | None = None) -> None:
-    """Flush each event as its own HTTP chunk so clients see real timing."""
+                       extra_headers: dict | None = None, paced: Callable[[bytes], bool] | None = None) -> None:
+    """Flush each event as its own HTTP chunk so clients see real timing.
+
+    With `paced`, only the events it picks (a model's generated tokens) wait `interval_s`
+    after the previous such event; the others (a stream's opening and closing events) go
+    out at once, as a real provider sends them.
+    """
     headers = {"content-type": "text/event-stream; charset=utf-8", "transfer-encoding": "chunked",
                "cache-control": "no-cache", "x-request-id": new_id("req_")}
     headers.update(extra_headers or {})
     writer.write(_head(status, headers))
     await writer.drain()
+    started = False
     for i, data in enumerate(events):
-        if i and interval_s:
-            await asyncio.sleep(interval_s)
+        if interval_s and (paced(data) if paced else i):
+            if started or not paced:
+                await asyncio.sleep(interval_s)
+            started = True
         writer.write(b"%x\r\n%b\r\n" % (len(data), data))
         await writer.drain()
     writer.write(b"0\r\n\r\n")
@@ -715,7 +728,8 @@ class MockOpenAI:
             await send_chunked(writer, turn.get("status", 200), split_sse(_as_bytes(turn["raw_sse"])),
                                interval_s, headers)
         elif request.get("stream"):
-            await send_chunked(writer, 200, render_stream_events(turn, request, prompt_bytes), interval_s, headers)
+            await send_chunked(writer, 200, render_stream_events(turn, request, prompt_bytes), interval_s, headers,
+                               paced=_carries_tokens)
         else:
             body = orjson.dumps(render_completion(turn, request, prompt_bytes))
             await send_body(writer, 200, body, "application/json", headers)

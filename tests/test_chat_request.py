@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from llmrelay.config import Provider, Route
@@ -24,8 +25,9 @@ REQUESTS = Path(__file__).parent / "fixtures" / "anthropic" / "requests"
 def translate(body: dict[str, Any], provider: Provider | None = None, route: Route | None = None, stream: bool = False):
     provider = provider or Provider(type="openai", base_url="https://api.openai.com/v1")
     route = route or Route(provider="p", model="gpt-4.1")
-    chat, names = to_chat(a.Request.model_validate(body), route, provider, stream=stream)
-    validate_chat_request(json.loads(json.dumps(chat)), extra_fields=("thinking", "reasoning"))
+    chat, names = to_chat(a.parse_request(json.dumps(body)), route, provider, stream=stream)
+    chat = json.loads(orjson.dumps(chat))  # as it goes on the wire (tool schemas are raw JSON)
+    validate_chat_request(chat, extra_fields=("thinking", "reasoning"))
     return chat, names
 
 
@@ -103,8 +105,8 @@ def test_tool_round_trip_in_the_right_order() -> None:
             "role": "assistant",
             "content": "Running two commands.",
             "tool_calls": [
-                {"id": "toolu_1", "type": "function", "function": {"name": "Bash", "arguments": '{"command":"ls"}'}},
-                {"id": "toolu_2", "type": "function", "function": {"name": "Bash", "arguments": '{"command":"pwd"}'}},
+                {"id": "toolu_1", "type": "function", "function": {"name": "Bash", "arguments": '{"command": "ls"}'}},
+                {"id": "toolu_2", "type": "function", "function": {"name": "Bash", "arguments": '{"command": "pwd"}'}},
             ],
         },
         {"role": "tool", "tool_call_id": "toolu_2", "content": "/home"},
@@ -274,3 +276,22 @@ def test_deferred_tools_appear_once_a_tool_search_loads_them() -> None:
     assert [t["function"]["name"] for t in chat["tools"]] == ["ToolSearch", "NotebookEdit"]
     assert chat["messages"][2]["content"] == "Tool NotebookEdit is now available."
 
+
+
+def test_tool_translations_are_reused_only_for_identical_tools() -> None:
+    tools = [{"name": "Bash", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}]
+    first, _ = translate(request(user("x"), tools=tools))
+    again, _ = translate(request(user("y"), tools=tools))
+    assert again["tools"] == first["tools"]
+    tools[0]["input_schema"]["properties"]["timeout"] = {"type": "number"}
+    changed, _ = translate(request(user("y"), tools=tools))
+    assert "timeout" in changed["tools"][0]["function"]["parameters"]["properties"]
+
+
+def test_bad_tools_and_blocks_are_refused_with_where_they_are() -> None:
+    with pytest.raises(RelayError, match=r"tools\[0\]\.name"):
+        translate(request(user("x"), tools=[{"name": 7}]))
+    with pytest.raises(RelayError, match="not a JSON object"):
+        translate(request(user("x"), tools=[{"name": "Bash", "input_schema": "nope"}]))
+    with pytest.raises(RelayError, match="tool_use block cannot stand in a user turn"):
+        translate(request(user([{"type": "tool_use", "id": "t", "name": "Bash", "input": {}}])))

@@ -139,7 +139,7 @@ def test_callable_turn_sees_request(mock, client):
     assert client.chat.completions.create(model=MODEL, messages=[USER]).choices[0].message.content == "1 messages"
 
 
-def test_script_order_and_exhaustion(client):
+def test_script_order_and_exhaustion():
     with MockOpenAI([{"text": "one"}, {"text": "two"}], repeat_last=False) as mock, \
             openai.OpenAI(base_url=mock.base_url, api_key="x", max_retries=0) as sdk:
         texts = [sdk.chat.completions.create(model=MODEL, messages=[USER]).choices[0].message.content

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -64,6 +65,13 @@ class Provider(_Strict):
     def host(self) -> str:
         return urlsplit(self.base_url).hostname or ""
 
+    @cached_property
+    def target(self) -> tuple[str, str, int, str]:
+        """scheme, host, port and path prefix, split once: the addon sets them per request."""
+        parts = urlsplit(self.base_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.scheme, parts.hostname or "", port, parts.path
+
     @property
     def output_field(self) -> str:
         if self.max_tokens_field:
@@ -117,8 +125,10 @@ class Config(_Strict):
         best = max((key for key in models.routes if model.startswith(key)), key=len, default=None)
         return models.routes[best] if best is not None else models.default
 
-    def secrets(self) -> list[str]:
-        return [p.key for p in self.providers.values() if p.key]
+    @cached_property
+    def secrets(self) -> tuple[str, ...]:
+        """Every provider key, to scrub from anything that reaches a client."""
+        return tuple(p.key for p in self.providers.values() if p.key)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from . import sse, tokens
 from .config import Config, Provider, Route
@@ -43,7 +42,7 @@ class Reply:
 
 @dataclass
 class Forward:
-    url: str
+    target: tuple[str, str, int, str]  # scheme, host, port, path
     headers: dict[str, str]
     body: bytes
     exchange: Exchange
@@ -66,25 +65,22 @@ def handle(config: Config, method: str, path: str, body: bytes) -> Reply | Forwa
         if method == "GET" and path == "/health":
             return Reply(200, b'{"status":"ok"}')
     except RelayError as e:
-        return error_reply(e.status, scrub(str(e), config.secrets()))
+        return error_reply(e.status, scrub(str(e), config.secrets))
     except Exception:  # a bug of ours must still answer in the client's protocol
         log.exception("llmrelay: handling %s %s failed", method, path)
         return error_reply(500, "the relay failed to handle this request; its log has the details")
     return None
 
 
-def _parse(model: type[Any], body: bytes) -> Any:
+def parse(parser: Callable[[bytes], Any], body: bytes) -> Any:
     try:
-        return model.model_validate_json(body)
-    except ValidationError as e:
-        first = e.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        kind = "invalid JSON" if first["type"] == "json_invalid" else first["msg"]
-        raise RelayError(f"{where + ': ' if where else ''}{kind}") from None
+        return parser(body)
+    except a.InvalidRequest as e:
+        raise RelayError(str(e)) from None
 
 
 def _count_tokens(body: bytes) -> Reply:
-    req = _parse(a.CountTokensRequest, body)
+    req = parse(a.parse_count_tokens, body)
     return Reply(200, orjson.dumps({"input_tokens": tokens.count_request(req)}))
 
 
@@ -95,7 +91,7 @@ def models_list(config: Config) -> dict[str, Any]:
 
 
 def _messages(config: Config, body: bytes) -> Forward:
-    req: a.Request = _parse(a.Request, body)
+    req = parse(a.parse_request, body)
     route = config.route(req.model)
     provider = config.providers[route.provider]
     upstream_stream = req.stream and provider.supports_streaming
@@ -115,9 +111,10 @@ def _messages(config: Config, body: bytes) -> Forward:
         client_stream=req.stream,
         tool_names=names.original,
         input_estimate=len(body) // 4,
-        secrets=config.secrets(),
+        secrets=config.secrets,
     )
-    return Forward(provider.base_url + "/chat/completions", headers, orjson.dumps(chat), exchange)
+    scheme, host, port, prefix = provider.target
+    return Forward((scheme, host, port, prefix + "/chat/completions"), headers, orjson.dumps(chat), exchange)
 
 
 @dataclass
@@ -130,7 +127,7 @@ class Exchange:
     client_stream: bool
     tool_names: dict[str, str]
     input_estimate: int
-    secrets: list[str]
+    secrets: tuple[str, ...]
     started: float = field(default_factory=time.monotonic)
 
     def translator(self) -> ChatTranslator:
@@ -201,5 +198,4 @@ def encode(events: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(sse.encode(event["type"], orjson.dumps(event)) for event in events)
 
 
-def stream_headers() -> dict[str, str]:
-    return {"content-type": EVENT_STREAM, "cache-control": "no-cache", "transfer-encoding": "chunked"}
+STREAM_HEADERS = {"content-type": EVENT_STREAM, "cache-control": "no-cache", "transfer-encoding": "chunked"}

@@ -2,9 +2,9 @@
 
 The decoder follows the WHATWG event-stream rules and never assumes that a network read ends
 on a line or a character: it buffers the incomplete last line, accepts CR, LF and CRLF (a CR
-at the end of one read may be the first half of a CRLF in the next), skips `:` comment lines
-(OpenRouter's keep-alives) and decodes UTF-8 only once a line is complete, so a character
-split across reads is never turned into U+FFFD.
+at the end of one read may be the first half of a CRLF in the next) and skips `:` comment
+lines (OpenRouter's keep-alives). Data stays bytes until a complete event is handed to a JSON
+parser, so a character split across reads is never turned into U+FFFD.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 class Event(NamedTuple):
     event: str | None  # the `event:` field, None when absent
-    data: str  # the `data:` lines joined with "\n"
+    data: bytes  # the `data:` lines joined with "\n", still UTF-8: JSON parsers take bytes
 
 
 class Decoder:
@@ -37,26 +37,24 @@ class Decoder:
         lines = buf.split(b"\n")
         self._rest = lines.pop() + held
         events: list[Event] = []
+        data = self._data
         for line in lines:
-            self._line(line, events)
+            if line.startswith(b"data:"):  # the common case first, without a call
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line:
+                self._field(line)
+            elif data or self._event is not None:
+                events.append(Event(self._event, data[0] if len(data) == 1 else b"\n".join(data)))
+                self._event = None
+                data = self._data = []
         return events
 
     def flush(self) -> list[Event]:
         """End of stream: a last line or event without its blank line still counts."""
-        events: list[Event] = []
         rest, self._rest = self._rest.rstrip(b"\r"), b""
-        if rest:
-            self._line(rest, events)
-        self._line(b"", events)
-        return events
+        return self.feed(rest + b"\n\n")
 
-    def _line(self, line: bytes, events: list[Event]) -> None:
-        if not line:
-            if self._data or self._event is not None:
-                data = b"\n".join(self._data).decode("utf-8", "replace")
-                events.append(Event(self._event, data))
-                self._event, self._data = None, []
-            return
+    def _field(self, line: bytes) -> None:
         if line[0] == 0x3A:  # ":" comment
             return
         name, sep, value = line.partition(b":")

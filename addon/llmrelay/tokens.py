@@ -19,7 +19,7 @@ import struct
 from functools import cache
 from typing import Any
 
-import orjson
+import msgspec
 
 from .protocols import anthropic as a
 
@@ -46,7 +46,7 @@ def count_request(req: a.Request | a.CountTokensRequest) -> int:
     for tool in req.tools or ():
         total += PER_TOOL + count(tool.name) + count(tool.description or "")
         if tool.input_schema:
-            total += count(orjson.dumps(tool.input_schema).decode())
+            total += count(bytes(tool.input_schema).decode())
     return max(total, 1)
 
 
@@ -62,7 +62,7 @@ def _block(block: a.Block) -> int:
     if isinstance(block, a.TextBlock):
         return count(block.text)
     if isinstance(block, a.ToolUseBlock):
-        return PER_TOOL + count(block.name) + count(orjson.dumps(block.input).decode())
+        return PER_TOOL + count(block.name) + count(bytes(block.input).decode())
     if isinstance(block, a.ToolResultBlock):
         return PER_TOOL + _content(block.content)
     if isinstance(block, a.ThinkingBlock):
@@ -73,7 +73,7 @@ def _block(block: a.Block) -> int:
     if isinstance(block, a.DocumentBlock):
         data = block.source.get("data")
         return count(data) if block.source.get("type") == "text" and isinstance(data, str) else MAX_IMAGE
-    return count(orjson.dumps(block.model_dump()).decode())
+    return count(msgspec.json.encode(block).decode())
 
 
 def image_tokens(data: str) -> int:

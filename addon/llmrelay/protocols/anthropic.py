@@ -1,9 +1,11 @@
 """Anthropic Messages: the hub format every translator reads from or writes to.
 
-Requests are validated into these models at the boundary. They keep unknown fields
-(`extra="allow"`), because clients send more than a translator needs (`context_management`,
-`output_config`, new block types) and a new field must never break a request; translators
-decide explicitly what they drop.
+Requests are decoded into these types at the boundary, with msgspec: a Claude Code request
+is 50 to 500 KB and arrives on every turn, and msgspec decodes it into typed structs several
+times faster than pydantic. Unknown fields are skipped, so a field a client adds tomorrow
+(`context_management`, `output_config`, ...) never breaks a request; translators decide
+explicitly what they drop. Tool schemas and tool inputs stay raw JSON (`msgspec.Raw`): they
+are only ever passed on, so they are neither parsed into Python objects nor encoded again.
 
 Responses and stream events are produced as plain dicts by the builders at the end of this
 module, in the exact shape the Anthropic API sends, and read back in the tests through the
@@ -12,185 +14,165 @@ official SDK.
 
 from __future__ import annotations
 
-import secrets
+import os
 import string
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
+import msgspec
 import orjson
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Block(msgspec.Struct, tag_field="type"):
+    pass
 
 
 # --- request content blocks ---------------------------------------------------------------
 
 
-class Base64Source(_In):
-    type: Literal["base64"]
+class Base64Source(msgspec.Struct, tag="base64", tag_field="type"):
     media_type: str
     data: str
 
 
-class URLSource(_In):
-    type: Literal["url"]
+class URLSource(msgspec.Struct, tag="url", tag_field="type"):
     url: str
 
 
-class OtherSource(_In):
-    type: str
-
-
-ImageSource = Annotated[
-    Union[
-        Annotated[Base64Source, Tag("base64")],
-        Annotated[URLSource, Tag("url")],
-        Annotated[OtherSource, Tag("other")],
-    ],
-    Discriminator(lambda v: _tag(v, ("base64", "url"))),
-]
-
-
-class TextBlock(_In):
-    type: Literal["text"]
+class TextBlock(_Block, tag="text"):
     text: str
 
 
-class ImageBlock(_In):
-    type: Literal["image"]
-    source: ImageSource
+class ImageBlock(_Block, tag="image"):
+    source: Base64Source | URLSource
 
 
-class DocumentBlock(_In):
-    type: Literal["document"]
+class DocumentBlock(_Block, tag="document"):
     source: dict[str, Any]
     title: str | None = None
 
 
-class ToolUseBlock(_In):
-    type: Literal["tool_use"]
+class ToolUseBlock(_Block, tag="tool_use"):
     id: str
     name: str
-    input: Any = None
+    input: msgspec.Raw = msgspec.Raw(b"{}")
 
 
-class ToolResultBlock(_In):
-    type: Literal["tool_result"]
-    tool_use_id: str
-    content: str | list[Block] | None = None
-    is_error: bool = False
-
-
-class ThinkingBlock(_In):
-    type: Literal["thinking"]
+class ThinkingBlock(_Block, tag="thinking"):
     thinking: str = ""
     signature: str | None = None
 
 
-class RedactedThinkingBlock(_In):
-    type: Literal["redacted_thinking"]
+class RedactedThinkingBlock(_Block, tag="redacted_thinking"):
     data: str = ""
 
 
-class ToolReferenceBlock(_In):
+class ToolReferenceBlock(_Block, tag="tool_reference"):
     """Inside a tool search's result: makes a deferred tool available from then on."""
 
-    type: Literal["tool_reference"]
     tool_name: str
 
 
-class OtherBlock(_In):
-    """A block type this version does not model (server tool results, search results, ...)."""
-
-    type: str
-
-
-_BLOCK_TYPES = ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking", "tool_reference")
+class ToolResultBlock(_Block, tag="tool_result"):
+    tool_use_id: str
+    content: str | list[TextBlock | ImageBlock | DocumentBlock | ToolReferenceBlock] | None = None
+    is_error: bool = False
 
 
-def _tag(value: Any, known: tuple[str, ...]) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in known else "other"
-
-
-Block = Annotated[
-    Union[
-        Annotated[TextBlock, Tag("text")],
-        Annotated[ImageBlock, Tag("image")],
-        Annotated[DocumentBlock, Tag("document")],
-        Annotated[ToolUseBlock, Tag("tool_use")],
-        Annotated[ToolResultBlock, Tag("tool_result")],
-        Annotated[ThinkingBlock, Tag("thinking")],
-        Annotated[RedactedThinkingBlock, Tag("redacted_thinking")],
-        Annotated[ToolReferenceBlock, Tag("tool_reference")],
-        Annotated[OtherBlock, Tag("other")],
-    ],
-    Discriminator(lambda v: _tag(v, _BLOCK_TYPES)),
-]
-ToolResultBlock.model_rebuild()
+Block = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock
 
 
 # --- request ------------------------------------------------------------------------------
 
 
-class Message(_In):
+class Message(msgspec.Struct):
     # "system" appears inside `messages` from Claude Code 2.1.154 on.
     role: Literal["user", "assistant", "system"]
     content: str | list[Block]
 
 
-class SystemText(_In):
-    type: Literal["text"] = "text"
+class SystemText(msgspec.Struct):
     text: str
+    type: str = "text"
 
 
-class Tool(_In):
+class Tool(msgspec.Struct):
     name: str
     description: str | None = None
-    input_schema: dict[str, Any] | None = None
+    input_schema: msgspec.Raw = msgspec.Raw()  # empty when absent
     type: str | None = None  # "custom" or absent for client tools; server tools carry a version
     # Hidden from the model until a `tool_reference` block (from a tool search) names it.
     defer_loading: bool = False
 
 
-class ToolChoice(_In):
+class ToolChoice(msgspec.Struct):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
     disable_parallel_tool_use: bool = False
 
 
-class Thinking(_In):
+class Thinking(msgspec.Struct):
     type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: int | None = None
 
 
-class Metadata(_In):
+class Metadata(msgspec.Struct):
     user_id: str | None = None
 
 
-class Request(_In):
+class Request(msgspec.Struct):
     model: str
     messages: list[Message]
-    max_tokens: int | None = None  # required by the API; a missing one gets the route's default
+    max_tokens: int | None = None  # required by the API; a missing one gets the route's cap
     system: str | list[SystemText] | None = None
     stream: bool = False
     stop_sequences: list[str] | None = None
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
-    tools: list[Tool] | None = None
+    # Raw: Claude Code sends the same tools on every turn, so their translation is cached
+    # by these bytes (see translate.chat_request).
+    tools: msgspec.Raw = msgspec.Raw()  # empty when absent
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
     metadata: Metadata | None = None
     output_config: dict[str, Any] | None = None
 
 
-class CountTokensRequest(_In):
-    model: str = ""
+class CountTokensRequest(msgspec.Struct):
     messages: list[Message]
+    model: str = ""
     system: str | list[SystemText] | None = None
     tools: list[Tool] | None = None
+
+
+class InvalidRequest(ValueError):
+    """The body is not valid JSON, or not a valid request; the message says where."""
+
+
+def _decoder(kind: type) -> Any:
+    # Lax: a client sending 1.0 for an integer, as JavaScript may, is still understood.
+    decode = msgspec.json.Decoder(kind, strict=False).decode
+
+    def parse(body: bytes | str) -> Any:
+        try:
+            return decode(body)
+        except msgspec.ValidationError as e:
+            raise InvalidRequest(_where(str(e))) from None
+        except msgspec.DecodeError as e:
+            raise InvalidRequest(f"invalid JSON: {e}") from None
+
+    return parse
+
+
+def _where(message: str) -> str:
+    """msgspec's "Expected `str`, got `int` - at `$.messages[0].role`" → "messages[0].role: …"."""
+    text, sep, path = message.rpartition(" - at `$")
+    return f"{path.rstrip('`').lstrip('.')}: {text}" if sep else message
+
+
+parse_request = _decoder(Request)
+parse_count_tokens = _decoder(CountTokensRequest)
+parse_tools = _decoder(list[Tool])
 
 
 def system_text(system: str | list[SystemText] | None) -> str:
@@ -203,7 +185,7 @@ def system_text(system: str | list[SystemText] | None) -> str:
 
 def is_server_tool(tool: Tool) -> bool:
     """Server tools (web_search_20250305, code_execution_...) run on Anthropic's side."""
-    return tool.type not in (None, "custom") and tool.input_schema is None
+    return tool.type not in (None, "custom") and not tool.input_schema
 
 
 # --- ids ----------------------------------------------------------------------------------
@@ -211,9 +193,15 @@ def is_server_tool(tool: Tool) -> bool:
 _ALPHABET = string.ascii_letters + string.digits
 
 
+# Random bytes map onto the 62 characters through a 256-entry table: one system call and one
+# C-level pass per id (a `secrets.choice` per character costs a system call each). The
+# slight unevenness of 256 over 62 does not matter for ids that only need to be unique.
+_ID_TABLE = bytes((_ALPHABET * 5)[:256], "ascii")
+
+
 def new_id(prefix: str) -> str:
     """An id in Anthropic's style: `msg_` or `toolu_` and 24 base62 characters."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+    return prefix + os.urandom(24).translate(_ID_TABLE).decode()
 
 
 # --- response and stream event builders ---------------------------------------------------

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -106,9 +106,11 @@ def to_chat(req: a.Request, route: Route, provider: Provider, *, stream: bool) -
         user = req.metadata.user_id
         body["user"] = user if len(user) <= 64 else hashlib.sha256(user.encode()).hexdigest()
 
-    tools = [tool for tool in req.tools or () if not tool.defer_loading or tool.name in names.loaded]
-    if tools:
-        body["tools"] = [_tool(tool, names, provider) for tool in tools]
+    tools = _tool_set(req.tools, provider) if req.tools and bytes(req.tools) != b"null" else None
+    visible = [fn for tool, fn in tools.functions if not tool.defer_loading or tool.name in names.loaded] if tools else []
+    if visible:
+        names.original.update(tools.shortened)
+        body["tools"] = visible
         choice = req.tool_choice
         if choice is not None:
             if choice.type == "tool":
@@ -136,16 +138,44 @@ def _reasoning(req: a.Request, control: str, body: dict[str, Any]) -> None:
             body["reasoning"] = {"max_tokens": budget} if budget else {"effort": effort}
 
 
+class _ToolSet(NamedTuple):
+    raw: bytes
+    functions: list[tuple[a.Tool, orjson.Fragment]]  # each tool and its translation, as JSON
+    shortened: dict[str, str]  # short name → original, for names that had to change
+
+
+_RECENT_TOOL_SETS: list[_ToolSet] = []
+
+
+def _tool_set(raw: Any, provider: Provider) -> _ToolSet:
+    """The translated tools, cached by their exact bytes: Claude Code sends the same ~60 KB of
+    tool definitions on every turn, and comparing bytes is far cheaper than translating."""
+    data = bytes(raw)
+    for entry in _RECENT_TOOL_SETS:
+        if entry.raw == data:
+            return entry
+    try:
+        tools = a.parse_tools(data)
+    except a.InvalidRequest as e:
+        raise RelayError(f"tools{e}" if str(e).startswith("[") else f"tools: {e}") from None
+    names = ToolNames()
+    functions = [(tool, orjson.Fragment(orjson.dumps(_tool(tool, names, provider)))) for tool in tools]
+    entry = _ToolSet(data, functions, names.original)
+    _RECENT_TOOL_SETS.insert(0, entry)
+    del _RECENT_TOOL_SETS[8:]
+    return entry
+
+
 def _tool(tool: a.Tool, names: ToolNames, provider: Provider) -> dict[str, Any]:
     if a.is_server_tool(tool):
         raise RelayError(
             f"the tool {tool.name!r} ({tool.type}) runs on Anthropic's servers; "
             f"the OpenAI-compatible provider at {provider.host} cannot run it"
         )
-    function: dict[str, Any] = {
-        "name": names.short(tool.name),
-        "parameters": tool.input_schema or {"type": "object", "properties": {}},
-    }
+    schema = bytes(tool.input_schema) if tool.input_schema else b'{"type":"object","properties":{}}'
+    if not schema.lstrip().startswith(b"{"):
+        raise RelayError(f"the input_schema of tool {tool.name!r} is not a JSON object")
+    function: dict[str, Any] = {"name": names.short(tool.name), "parameters": orjson.Fragment(schema)}
     if tool.description:
         function["description"] = tool.description
     return {"type": "function", "function": function}
@@ -205,9 +235,7 @@ def _part(block: a.Block, provider: Provider) -> dict[str, Any]:
         source = block.source
         if isinstance(source, a.Base64Source):
             return {"type": "image_url", "image_url": {"url": f"data:{source.media_type};base64,{source.data}"}}
-        if isinstance(source, a.URLSource):
-            return {"type": "image_url", "image_url": {"url": source.url}}
-        raise RelayError(f"image source of type {source.type!r} cannot be sent to {provider.host}")
+        return {"type": "image_url", "image_url": {"url": source.url}}
     if isinstance(block, a.DocumentBlock):
         source = block.source
         if source.get("type") == "text":
@@ -217,7 +245,7 @@ def _part(block: a.Block, provider: Provider) -> dict[str, Any]:
             url = f"data:application/pdf;base64,{source.get('data', '')}"
             return {"type": "file", "file": {"filename": name, "file_data": url}}
         raise RelayError(f"document source of type {source.get('type')!r} cannot be sent to {provider.host}")
-    raise RelayError(f"content block of type {block.type!r} cannot be sent to {provider.host}")
+    raise RelayError(f"a {_kind(block)} block cannot stand in a user turn")
 
 
 def _tool_result(block: a.ToolResultBlock, names: ToolNames, provider: Provider) -> tuple[str, list[dict[str, Any]]]:
@@ -259,7 +287,7 @@ def _assistant(content: str | list[a.Block], names: ToolNames, provider: Provide
         if isinstance(block, a.TextBlock):
             texts.append(block.text)
         elif isinstance(block, a.ToolUseBlock):
-            arguments = orjson.dumps(block.input if block.input is not None else {}).decode()
+            arguments = bytes(block.input).decode() if block.input else "{}"  # already JSON
             calls.append(
                 {"id": block.id, "type": "function", "function": {"name": names.short(block.name), "arguments": arguments}}
             )
@@ -268,13 +296,17 @@ def _assistant(content: str | list[a.Block], names: ToolNames, provider: Provide
         elif isinstance(block, a.RedactedThinkingBlock):
             continue
         else:
-            raise RelayError(f"assistant content block of type {block.type!r} cannot be sent to {provider.host}")
+            raise RelayError(f"a {_kind(block)} block cannot stand in an assistant turn")
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
     if reasoning and provider.echoes_reasoning:
         message["reasoning_content"] = "".join(reasoning)
     return message
+
+
+def _kind(block: Any) -> str:
+    return type(block).__struct_config__.tag
 
 
 def _answer_every_call(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -32,12 +32,11 @@ import re
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from .. import sse
 from ..errors import anthropic_status, error_status_in
 from ..protocols import anthropic as a
-from ..protocols.openai_chat import Chunk, Delta, ToolCallDelta, usage_of
+from ..protocols.openai_chat import Chunk, DecodeError, Delta, ToolCallDelta, decode_chunk, usage_of
 
 STOP_REASONS: dict[str, str] = {
     "stop": "end_turn",
@@ -129,7 +128,7 @@ class ChatTranslator:
             return
         data = event.data
         try:
-            if data == "[DONE]":
+            if data == b"[DONE]":
                 self._end()
             elif event.event == "error":
                 self._on_error_payload(data)
@@ -140,8 +139,8 @@ class ChatTranslator:
 
     def _on_json(self, data: str | bytes) -> None:
         try:
-            chunk = Chunk.model_validate_json(data)
-        except ValidationError:
+            chunk = decode_chunk(data)
+        except DecodeError:
             self._on_error_payload(data)
             return
         if chunk.error is not None:
