@@ -54,12 +54,8 @@ from typing import Any, Iterable
 
 import orjson
 
-if __package__:  # imported as tests.mock_anthropic
-    from .mock_openai import (DEFAULT_CHUNKS, MockOpenAI, RecordedRequest, RequestRejected, Turn,
-                              load_script_file, new_id, send_body, send_chunked, split_sse, split_text)
-else:  # run as a script, or imported with tests/ on sys.path
-    from mock_openai import (DEFAULT_CHUNKS, MockOpenAI, RecordedRequest, RequestRejected, Turn,
-                             load_script_file, new_id, send_body, send_chunked, split_sse, split_text)
+from mock_openai import (DEFAULT_CHUNKS, MockOpenAI, RecordedRequest, RequestRejected, Turn, _as_bytes,
+                         load_script_file, new_id, send_body, send_chunked, spawn_mock, split_sse, split_text)
 
 DEFAULT_MODELS = ("claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5-20251001")
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -426,25 +422,12 @@ class MockAnthropic(MockOpenAI):
                             "application/json", headers)
 
 
-def _as_bytes(value: str | bytes) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
-
-
 # ----------------------------------------------------------------------- subprocess
 
 
 def spawn_mock_anthropic(*args: str, python: str = sys.executable) -> tuple[subprocess.Popen, int]:
-    """Start this file as a subprocess on a free port; return (process, port) once READY.
-
-    `args` are extra CLI flags, e.g. ("--script", "turns.json"). The caller terminates the process.
-    """
-    proc = subprocess.Popen([python, str(Path(__file__).resolve()), "--port", "0", *args],
-                            stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line.startswith("READY "):
-        proc.kill()
-        raise RuntimeError(f"mock_anthropic did not start: {line!r}")
-    return proc, int(line.split()[1])
+    """This mock as a subprocess; `args` are extra CLI flags, e.g. ("--script", "turns.json")."""
+    return spawn_mock(Path(__file__).resolve(), *args, python=python)
 
 
 OPTION_KEYS = ("api_key", "bearer", "system_role", "reject_fields", "reject_betas", "reject_cache_ttl",

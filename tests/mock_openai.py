@@ -742,18 +742,20 @@ def _as_bytes(value: str | bytes) -> bytes:
 # ----------------------------------------------------------------------- subprocess
 
 
-def spawn_mock_openai(*args: str, python: str = sys.executable) -> tuple[subprocess.Popen, int]:
-    """Start this file as a subprocess on a free port; return (process, port) once READY.
-
-    `args` are extra CLI flags, e.g. ("--script", "turns.json"). The caller terminates the process.
-    """
-    proc = subprocess.Popen([python, str(Path(__file__).resolve()), "--port", "0", *args],
-                            stdout=subprocess.PIPE, text=True)
+def spawn_mock(script: str | Path, *args: str, python: str = sys.executable) -> tuple[subprocess.Popen, int]:
+    """Start a mock file as a subprocess on a free port (or `--port N` among `args`); return
+    (process, port) once it says READY. The caller terminates the process."""
+    proc = subprocess.Popen([python, str(script), "--port", "0", *args], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("READY "):
         proc.kill()
-        raise RuntimeError(f"mock_openai did not start: {line!r}")
+        raise RuntimeError(f"{Path(script).name} did not start: {line!r}")
     return proc, int(line.split()[1])
+
+
+def spawn_mock_openai(*args: str, python: str = sys.executable) -> tuple[subprocess.Popen, int]:
+    """This mock as a subprocess; `args` are extra CLI flags, e.g. ("--script", "turns.json")."""
+    return spawn_mock(Path(__file__).resolve(), *args, python=python)
 
 
 def load_script_file(path: str) -> dict:
