@@ -74,8 +74,11 @@ class Adapter:
 
     def response(self, flow: http.HTTPFlow) -> None:
         exchange = self.exchanges.pop(flow.id, None)
+        if exchange is None:
+            return
+        _redact(flow, exchange)
         response = flow.response
-        if exchange is None or response is None or response.stream:
+        if response is None or response.stream:
             return
         reply = exchange.reply(response.status_code, _lower(response.headers), response.content or b"")
         response.status_code = reply.status
@@ -84,7 +87,17 @@ class Adapter:
         response.content = reply.body
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self.exchanges.pop(flow.id, None)
+        exchange = self.exchanges.pop(flow.id, None)
+        if exchange is not None:
+            _redact(flow, exchange)
+
+
+def _redact(flow: http.HTTPFlow, exchange: relay.Exchange) -> None:
+    """The request has gone out: what stays on the flow (mitmweb, `-w` files) holds no key."""
+    headers = flow.request.headers
+    for name in exchange.secret_headers:
+        if name in headers:
+            headers[name] = "[REDACTED]"
 
 
 def _fields(headers: dict[str, str], **more: str) -> tuple[tuple[bytes, bytes], ...]:

@@ -25,10 +25,8 @@ def provider(mock: MockOpenAI) -> MockOpenAI:
     return mock
 
 
-@pytest.fixture(scope="session")
-def relay(mock: MockOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Relay:
-    """mitmdump with the addon, routing every model to the mock provider."""
-    workdir = tmp_path_factory.mktemp("relay")
+def write_config(workdir: Path, mock: MockOpenAI) -> Path:
+    """A relay configuration routing every model to the mock provider."""
     config = workdir / "config.yaml"
     config.write_text(
         f"""
@@ -50,7 +48,14 @@ models:
     claude-sonnet-4-5: {{provider: mock, model: gpt-5, reasoning: effort}}
 """
     )
-    with Relay(config, workdir) as process:
+    return config
+
+
+@pytest.fixture(scope="session")
+def relay(mock: MockOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Relay:
+    """mitmdump with the addon, routing every model to the mock provider."""
+    workdir = tmp_path_factory.mktemp("relay")
+    with Relay(write_config(workdir, mock), workdir) as process:
         yield process
     # Cancelled connections at shutdown are mitmproxy's own noise; failures of ours are not.
     for sign in ("Addon error", "has crashed", "llmrelay: translating"):

@@ -159,3 +159,20 @@ def test_a_bug_in_the_relay_still_answers_in_anthropic_form(adapter, monkeypatch
     adapter.request(f)
     assert f.response.status_code == 500
     assert json.loads(f.response.content)["error"]["type"] == "api_error"
+
+
+def test_credentials_are_redacted_from_the_flow_once_sent(adapter) -> None:
+    f = flow("/v1/messages", {**MESSAGE, "stream": True})
+    adapter.request(f)
+    assert f.request.headers["authorization"] == "Bearer sk-provider-key-123"  # what goes out
+    f.response = tutils.tresp(headers=((b"content-type", b"text/event-stream"),), content=None)
+    adapter.responseheaders(f)
+    adapter.response(f)
+    assert f.request.headers["authorization"] == "[REDACTED]"
+    assert f.request.headers["x-extra"] == "[REDACTED]"  # configured headers may hold keys too
+    assert "sk-provider-key-123" not in str(f.get_state())
+
+    failed = flow("/v1/messages", MESSAGE)
+    adapter.request(failed)
+    adapter.error(failed)
+    assert failed.request.headers["authorization"] == "[REDACTED]"

@@ -161,3 +161,21 @@ def test_local_endpoints(client, relay) -> None:
     models = client.models.list()
     assert {m.id for m in models.data} == {"claude-haiku-4-5", "claude-json-only", "claude-sonnet-4-5"}
     assert httpx.get(relay.url + "/health").json() == {"status": "ok"}
+
+
+def test_a_saved_flow_file_holds_no_provider_key(provider, tmp_path) -> None:
+    from mitmproxy import io
+
+    from conftest import write_config
+    from relay_process import Relay
+
+    provider.set_script([{"text": "saved", "chunks": 2}])
+    saved = tmp_path / "session.flow"
+    with Relay(write_config(tmp_path, provider), tmp_path, "-w", str(saved)) as relay:
+        client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0)
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]) as stream:
+            assert stream.get_final_message().content[0].text == "saved"
+    data = saved.read_bytes()
+    assert PROVIDER_KEY.encode() not in data
+    flows = [f for f in io.FlowReader(saved.open("rb")).stream() if f.request.path.endswith("/chat/completions")]
+    assert len(flows) == 1 and flows[0].request.headers["authorization"] == "[REDACTED]"

@@ -112,6 +112,7 @@ def _messages(config: Config, body: bytes) -> Forward:
         tool_names=names.original,
         input_estimate=len(body) // 4,
         secrets=config.secrets,
+        secret_headers=("authorization", *(name.lower() for name in provider.headers)),
     )
     scheme, host, port, prefix = provider.target
     return Forward((scheme, host, port, prefix + "/chat/completions"), headers, orjson.dumps(chat), exchange)
@@ -128,6 +129,8 @@ class Exchange:
     tool_names: dict[str, str]
     input_estimate: int
     secrets: tuple[str, ...]
+    # The request headers that carry credentials (ours, and any configured per provider).
+    secret_headers: tuple[str, ...] = ()
     started: float = field(default_factory=time.monotonic)
 
     def translator(self) -> ChatTranslator:
