@@ -27,7 +27,7 @@ log = logging.getLogger("llmrelay")
 class Adapter:
     def __init__(self) -> None:
         self.config: Config | None = None
-        self.exchanges: dict[str, relay.Exchange] = {}
+        self.exchanges: dict[str, relay.Exchange | relay.AnthropicExchange] = {}
 
     def load(self, loader) -> None:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
@@ -51,7 +51,7 @@ class Adapter:
         if self.config is None or flow.response is not None:
             return
         req = flow.request
-        outcome = relay.handle(self.config, req.method, req.path, req.raw_content or b"")
+        outcome = relay.handle(self.config, req.method, req.path, req.raw_content or b"", _lower(req.headers))
         if isinstance(outcome, relay.Reply):
             flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
         elif isinstance(outcome, relay.Forward):
@@ -68,9 +68,12 @@ class Adapter:
         if exchange is None or response is None:
             return
         if exchange.streams(response.status_code, _lower(response.headers)):
-            # Headers can only change here, before the head is sent on.
-            response.headers = http.Headers(_fields(relay.STREAM_HEADERS))
-            response.stream = exchange.stream()
+            translate = exchange.stream()
+            if translate is None:  # passed on as the provider sent it
+                response.stream = True
+            else:  # headers can only change here, before the head is sent on
+                response.headers = http.Headers(_fields(relay.STREAM_HEADERS))
+                response.stream = translate
 
     def response(self, flow: http.HTTPFlow) -> None:
         exchange = self.exchanges.pop(flow.id, None)
@@ -92,7 +95,7 @@ class Adapter:
             _redact(flow, exchange)
 
 
-def _redact(flow: http.HTTPFlow, exchange: relay.Exchange) -> None:
+def _redact(flow: http.HTTPFlow, exchange: relay.Exchange | relay.AnthropicExchange) -> None:
     """The request has gone out: what stays on the flow (mitmweb, `-w` files) holds no key."""
     headers = flow.request.headers
     for name in exchange.secret_headers:

@@ -58,5 +58,82 @@ def relay(mock: MockOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Relay:
     with Relay(write_config(workdir, mock), workdir) as process:
         yield process
     # Cancelled connections at shutdown are mitmproxy's own noise; failures of ours are not.
-    for sign in ("Addon error", "has crashed", "llmrelay: translating"):
+    for sign in ("Addon error", "has crashed", "llmrelay: translating", "llmrelay: reading"):
+        assert sign not in process.output(), process.output()
+
+
+COMPAT_KEY = "sk-compat-secret-0123456789"
+
+
+@pytest.fixture(scope="session")
+def anthropic_api():
+    """Stands in for api.anthropic.com: the passthrough target, which wants the client's key."""
+    from mock_anthropic import MockAnthropic
+
+    with MockAnthropic(api_key=CLIENT_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def compat():
+    """An Anthropic-compatible provider that refuses what such providers refuse."""
+    from mock_anthropic import MockAnthropic
+
+    with MockAnthropic(
+        api_key=COMPAT_KEY,
+        bearer=True,
+        reject_fields=["context_management", "output_config"],
+        reject_betas=["context-management-2025-06-27"],
+        reject_cache_ttl=True,
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def upstreams(mock, anthropic_api, compat):
+    """All three upstreams with fresh scripts and request logs."""
+    for server in (mock, anthropic_api, compat):
+        server.set_script([])
+        server.requests.clear()
+    return mock, anthropic_api, compat
+
+
+@pytest.fixture(scope="session")
+def mixed_relay(mock, anthropic_api, compat, tmp_path_factory) -> Relay:
+    """Unrouted models pass through to the Anthropic stand-in; others go to providers."""
+    workdir = tmp_path_factory.mktemp("mixed")
+    config = workdir / "config.yaml"
+    config.write_text(
+        f"""
+providers:
+  openai: {{type: openai, base_url: "{mock.base_url}", api_key: {PROVIDER_KEY}}}
+  compat:
+    type: anthropic
+    base_url: {compat.base_url}
+    api_key: {COMPAT_KEY}
+    auth: bearer
+    drop_fields: [context_management, output_config]
+    drop_betas: [context-management-2025-06-27]
+    strip_cache_ttl: true
+  compat-json:
+    type: anthropic
+    base_url: {compat.base_url}
+    api_key: {COMPAT_KEY}
+    auth: bearer
+    drop_fields: [context_management, output_config]
+    drop_betas: all
+    strip_cache_ttl: true
+    supports_streaming: false
+    count_tokens: false
+models:
+  default: passthrough
+  routes:
+    claude-haiku-4-5: {{provider: openai, model: gpt-4.1-mini}}
+    claude-compat: {{provider: compat, model: kimi-k2}}
+    claude-compat-json: {{provider: compat-json, model: kimi-k2}}
+"""
+    )
+    with Relay(config, workdir, reverse=anthropic_api.base_url) as process:
+        yield process
+    for sign in ("Addon error", "has crashed", "llmrelay: translating", "llmrelay: reading"):
         assert sign not in process.output(), process.output()

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from llmrelay.config import Provider, Route
+from llmrelay.config import OpenAIProvider as Provider, Route
 from llmrelay.errors import RelayError
 from llmrelay.protocols import anthropic as a
 from llmrelay.translate.chat_request import to_chat

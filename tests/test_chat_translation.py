@@ -16,7 +16,7 @@ import anthropic
 import pytest
 
 from anthropic_view import check_events, sdk_message
-from llmrelay.config import Provider, Route
+from llmrelay.config import OpenAIProvider as Provider, Route
 from llmrelay.relay import Exchange, encode
 from llmrelay.translate.chat_response import ChatTranslator
 from oracle import read_chat

@@ -74,7 +74,7 @@ def test_environment_interpolation(monkeypatch) -> None:
             "providers: {p: {type: openai, base_url: http://x, api_key: '${RELAY_UNSET_VAR}'}}\nmodels: {default: {provider: p, model: m}}\n",
             "providers.p.api_key: environment variable RELAY_UNSET_VAR is not set",
         ),
-        ("providers: {p: {type: gemini, base_url: http://x}}\nmodels: {default: {provider: p, model: m}}\n", "providers.p.type"),
+        ("providers: {p: {type: gemini, base_url: http://x}}\nmodels: {default: {provider: p, model: m}}\n", "providers.p: Input tag 'gemini' found using 'type'"),
         ("providers: [unclosed\n  api_key: sk-do-not-print-me", "not valid YAML at line"),
         ("just a string", "expected a mapping"),
     ],
@@ -93,3 +93,15 @@ def test_bad_configs_name_the_file_and_key_and_never_the_secret(tmp_path: Path, 
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="nowhere.yaml: file not found"):
         load_config("nowhere.yaml")
+
+
+def test_anthropic_providers_and_passthrough() -> None:
+    c = parse_config(
+        {
+            "providers": {"kimi": {"type": "anthropic", "base_url": "https://api.moonshot.ai/anthropic", "api_key": "sk-k", "auth": "bearer", "drop_betas": "all"}},
+            "models": {"default": "passthrough", "routes": {"claude-haiku": {"provider": "kimi", "model": "kimi-k2"}}},
+        }
+    )
+    assert c.route("claude-haiku-4-5").model == "kimi-k2"
+    assert c.route("claude-opus-4-1") is None  # passes through
+    assert c.providers["kimi"].target == ("https", "api.moonshot.ai", 443, "/anthropic")

@@ -11,7 +11,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 import yaml
@@ -29,25 +29,14 @@ class _Strict(BaseModel):
 Reasoning = Literal["none", "effort", "thinking", "openrouter"]
 
 
-class Provider(_Strict):
-    type: Literal["openai"]
+class _Provider(_Strict):
     base_url: str
     api_key: SecretStr | None = None
+    # false: ask the provider for one JSON answer; a streaming client still gets a stream.
     supports_streaming: bool = True
     headers: dict[str, str] = {}
-    # Which field carries the output limit; default: `max_completion_tokens` for OpenAI's own
-    # API (its reasoning models reject `max_tokens`), `max_tokens` elsewhere (what most
-    # compatible servers understand).
-    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
-    # The provider's output cap: larger requests are clamped (Claude Code asks for 32000).
+    # The provider's output cap: larger requests are clamped (Claude Code asks for 32000+).
     max_output_tokens: int | None = Field(default=None, gt=0)
-    # How the provider is asked to reason when the client sends `thinking`:
-    # effort → `reasoning_effort` (OpenAI, xAI, Groq); thinking → `thinking: {type}` (GLM,
-    # Kimi, DeepSeek); openrouter → `reasoning: {effort | max_tokens}`; none → not asked.
-    reasoning: Reasoning = "none"
-    # Send earlier thinking back as `reasoning_content` on assistant turns. DeepSeek and Kimi
-    # require it on turns with tool calls; default: on for their hosts only.
-    reasoning_history: bool | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -72,6 +61,34 @@ class Provider(_Strict):
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return parts.scheme, parts.hostname or "", port, parts.path
 
+
+class AnthropicProvider(_Provider):
+    """An API that speaks Anthropic Messages itself (Anthropic, Kimi, DeepSeek, GLM, MiniMax,
+    OpenRouter, gateways). `base_url` is written as for the Anthropic SDK; `/v1/messages` is
+    appended. What such providers reject is cleaned per provider."""
+
+    type: Literal["anthropic"]
+    auth: Literal["x-api-key", "bearer"] = "x-api-key"
+    drop_fields: list[str] = []  # top-level request fields, e.g. context_management, output_config
+    drop_betas: list[str] | Literal["all"] = []  # anthropic-beta values
+    strip_cache_ttl: bool = False  # remove `ttl` from every cache_control
+    count_tokens: bool = True  # has /v1/messages/count_tokens; else the local estimate answers
+
+
+class OpenAIProvider(_Provider):
+    type: Literal["openai"]
+    # Which field carries the output limit; default: `max_completion_tokens` for OpenAI's own
+    # API (its reasoning models reject `max_tokens`), `max_tokens` elsewhere (what most
+    # compatible servers understand).
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    # How the provider is asked to reason when the client sends `thinking`:
+    # effort → `reasoning_effort` (OpenAI, xAI, Groq); thinking → `thinking: {type}` (GLM,
+    # Kimi, DeepSeek); openrouter → `reasoning: {effort | max_tokens}`; none → not asked.
+    reasoning: Reasoning = "none"
+    # Send earlier thinking back as `reasoning_content` on assistant turns. DeepSeek and Kimi
+    # require it on turns with tool calls; default: on for their hosts only.
+    reasoning_history: bool | None = None
+
     @property
     def output_field(self) -> str:
         if self.max_tokens_field:
@@ -94,8 +111,13 @@ class Route(_Strict):
     reasoning: Reasoning | None = None
 
 
+Provider = Annotated[Union[OpenAIProvider, AnthropicProvider], Field(discriminator="type")]
+
+
 class Models(_Strict):
-    default: Route
+    # "passthrough": models without a route go to the reverse-mode target unchanged, with the
+    # client's own credentials (for example Anthropic itself).
+    default: Route | Literal["passthrough"]
     routes: dict[str, Route] = {}
     # true: every request goes to `default`, whatever model the client names.
     force: bool = False
@@ -107,7 +129,7 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _known_providers(self) -> Config:
-        named = [("models.default", self.models.default)]
+        named = [("models.default", self.models.default)] if isinstance(self.models.default, Route) else []
         named += [(f"models.routes.{key}", route) for key, route in self.models.routes.items()]
         for where, route in named:
             if route.provider not in self.providers:
@@ -115,15 +137,17 @@ class Config(_Strict):
                 raise ValueError(f"{where}.provider: unknown provider {route.provider!r} (known: {known})")
         return self
 
-    def route(self, model: str) -> Route:
-        """Exact name, else the longest route key that prefixes the name, else `default`."""
+    def route(self, model: str) -> Route | None:
+        """Exact name, else the longest route key that prefixes the name, else `default`;
+        None means pass through."""
         models = self.models
+        default = models.default if isinstance(models.default, Route) else None
         if models.force:
-            return models.default
+            return default
         if model in models.routes:
             return models.routes[model]
         best = max((key for key in models.routes if model.startswith(key)), key=len, default=None)
-        return models.routes[best] if best is not None else models.default
+        return models.routes[best] if best is not None else default
 
     @cached_property
     def secrets(self) -> tuple[str, ...]:
@@ -160,7 +184,10 @@ def parse_config(data: Any, source: str = "config") -> Config:
     except ValidationError as e:
         problems = []
         for err in e.errors(include_input=False, include_url=False):
-            where = ".".join(str(part) for part in err["loc"])
+            loc = list(err["loc"])
+            if len(loc) > 2 and loc[0] == "providers" and loc[2] in ("openai", "anthropic"):
+                del loc[2]  # the union's tag, which pydantic puts in the path
+            where = ".".join(str(part) for part in loc)
             message = err["msg"].removeprefix("Value error, ")
             problems.append(f"{source}: {where + ': ' if where else ''}{message}")
         raise ConfigError("\n".join(problems)) from None

@@ -21,9 +21,10 @@ from typing import Any
 import orjson
 
 from . import sse, tokens
-from .config import Config, Provider, Route
+from .config import AnthropicProvider, Config, OpenAIProvider, Route
 from .errors import RelayError, anthropic_status, error_body, scrub, status_of, upstream_message
 from .protocols import anthropic as a
+from .translate import anthropic_compat
 from .translate.chat_request import to_chat
 from .translate.chat_response import ChatTranslator
 
@@ -53,13 +54,20 @@ def error_reply(status: int, message: str, headers: dict[str, str] | None = None
     return Reply(status, error_body(error_type, message), {"content-type": JSON, **(headers or {})})
 
 
-def handle(config: Config, method: str, path: str, body: bytes) -> Reply | Forward | None:
+def handle(config: Config, method: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> Reply | Forward | None:
+    """`headers`: the client's request headers, names in lower case."""
     path = path.split("?", 1)[0].rstrip("/")
     try:
-        if method == "POST" and path == "/v1/messages":
-            return _messages(config, body)
-        if method == "POST" and path == "/v1/messages/count_tokens":
-            return _count_tokens(body)
+        if method == "POST" and path in ("/v1/messages", "/v1/messages/count_tokens"):
+            envelope = parse(a.parse_envelope, body)
+            route = config.route(envelope.model)
+            if route is None:
+                return None  # passthrough: on to the reverse-mode target, untouched
+            provider = config.providers[route.provider]
+            counting = path.endswith("count_tokens")
+            if isinstance(provider, AnthropicProvider) and (provider.count_tokens or not counting):
+                return _anthropic(config, route, provider, path, body, headers or {}, envelope.stream)
+            return _count_tokens(body) if counting else _messages(config, route, provider, body)
         if method == "GET" and path == "/v1/models":
             return Reply(200, orjson.dumps(models_list(config)))
         if method == "GET" and path == "/health":
@@ -90,10 +98,23 @@ def models_list(config: Config) -> dict[str, Any]:
     return {"data": data, "has_more": False, "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
 
 
-def _messages(config: Config, body: bytes) -> Forward:
+def _anthropic(
+    config: Config, route: Route, provider: AnthropicProvider, path: str, body: bytes, headers: dict[str, str], stream: bool
+) -> Forward:
+    upstream_body, upstream_headers, _ = anthropic_compat.prepare(body, route, provider, headers)
+    exchange = AnthropicExchange(
+        provider=provider,
+        client_stream=stream,
+        secrets=config.secrets,
+        secret_headers=("authorization", "x-api-key", *(name.lower() for name in provider.headers)),
+        count_tokens_body=body if path.endswith("count_tokens") else None,
+    )
+    scheme, host, port, prefix = provider.target
+    return Forward((scheme, host, port, prefix + path), upstream_headers, upstream_body, exchange)
+
+
+def _messages(config: Config, route: Route, provider: OpenAIProvider, body: bytes) -> Forward:
     req = parse(a.parse_request, body)
-    route = config.route(req.model)
-    provider = config.providers[route.provider]
     upstream_stream = req.stream and provider.supports_streaming
     chat, names = to_chat(req, route, provider, stream=upstream_stream)
     headers = {
@@ -118,13 +139,40 @@ def _messages(config: Config, body: bytes) -> Forward:
     return Forward((scheme, host, port, prefix + "/chat/completions"), headers, orjson.dumps(chat), exchange)
 
 
+class _Answers:
+    """What every exchange does with an answer; each kind says how in `stream` and `_reply`."""
+
+    provider: Any
+    client_stream: bool
+
+    def streams(self, status: int, headers: dict[str, str]) -> bool:
+        """Whether the answer goes on as it arrives (else it is read whole, then `reply`)."""
+        return (
+            self.client_stream
+            and 200 <= status < 300
+            and headers.get("content-type", "").startswith("text/event-stream")
+            and headers.get("content-encoding", "identity").lower() in ("", "identity")
+        )
+
+    def reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
+        """A whole upstream answer → the client's answer (message, stream or error)."""
+        try:
+            return self._reply(status, headers, body)
+        except Exception:
+            log.exception("llmrelay: reading a response from %s failed", self.provider.host)
+            return error_reply(500, "the relay failed to read the provider's response; its log has the details")
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
+        raise NotImplementedError
+
+
 @dataclass
-class Exchange:
+class Exchange(_Answers):
     """One /v1/messages request in flight: enough to translate whatever comes back."""
 
     client_model: str
     route: Route
-    provider: Provider
+    provider: OpenAIProvider
     client_stream: bool
     tool_names: dict[str, str]
     input_estimate: int
@@ -136,17 +184,7 @@ class Exchange:
     def translator(self) -> ChatTranslator:
         return ChatTranslator(model=self.client_model, input_tokens=self.input_estimate, tool_names=self.tool_names)
 
-    def streams(self, status: int, headers: dict[str, str]) -> bool:
-        """Whether the answer can be translated as it arrives (else it is read whole)."""
-        encoding = headers.get("content-encoding", "identity").lower()
-        return (
-            self.client_stream
-            and 200 <= status < 300
-            and headers.get("content-type", "").startswith("text/event-stream")
-            and encoding in ("", "identity")
-        )
-
-    def stream(self) -> Callable[[bytes], list[bytes]]:
+    def stream(self) -> Callable[[bytes], list[bytes]] | None:
         """The function mitmproxy calls with each network read, then once with b"" at the end.
 
         It returns [] rather than b"" to send nothing (b"" would end a chunked response), and
@@ -164,37 +202,76 @@ class Exchange:
 
         return on_bytes
 
-    def reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
-        """A whole upstream answer → the client's answer (message, stream or error)."""
-        try:
-            return self._reply(status, headers, body)
-        except Exception:
-            log.exception("llmrelay: translating a response from %s failed", self.provider.host)
-            return error_reply(500, "the relay failed to translate the provider's response; its log has the details")
-
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
-        content_type = headers.get("content-type", "")
         if not 200 <= status < 300:
-            message = scrub(upstream_message(body, content_type), self.secrets)
-            passed = {k: v for k, v in headers.items() if k in ("retry-after", "retry-after-ms")}
-            return error_reply(status, f"{self.provider.host}: {message}", passed)
+            return upstream_error(status, headers, body, self.provider.host, self.secrets)
         translator = self.translator()
-        if content_type.startswith("text/event-stream") or body.lstrip().startswith((b"data:", b"event:", b":")):
+        if is_event_stream(headers, body):
             events = translator.feed(body) + translator.finish()
         else:
             events = translator.whole(body)
-        if self.client_stream:
-            return Reply(200, encode(events), {"content-type": EVENT_STREAM, "cache-control": "no-cache"})
-        return self.message_reply(events)
+        return events_reply(events, self.client_stream)
 
-    def message_reply(self, events: Iterable[dict[str, Any]]) -> Reply:
-        acc = a.Accumulator()
-        for event in events:
-            acc.add(event)
-        if acc.error is not None or acc.message is None:
-            error = (acc.error or a.error_event("api_error", "the provider sent no answer"))["error"]
-            return error_reply(status_of(error["type"]), error["message"])
-        return Reply(200, orjson.dumps(acc.message))
+
+def events_reply(events: Iterable[dict[str, Any]], stream: bool) -> Reply:
+    """Anthropic events → a stream, or the one message they make."""
+    if stream:
+        return Reply(200, encode(events), {"content-type": EVENT_STREAM, "cache-control": "no-cache"})
+    acc = a.Accumulator()
+    for event in events:
+        acc.add(event)
+    if acc.error is not None or acc.message is None:
+        error = (acc.error or a.error_event("api_error", "the provider sent no answer"))["error"]
+        return error_reply(status_of(error.get("type", "api_error")), error.get("message", ""))
+    return Reply(200, orjson.dumps(acc.message))
+
+
+def upstream_error(status: int, headers: dict[str, str], body: bytes, host: str, secrets: Iterable[str]) -> Reply:
+    message = scrub(upstream_message(body, headers.get("content-type", "")), secrets)
+    passed = {k: v for k, v in headers.items() if k in ("retry-after", "retry-after-ms")}
+    return error_reply(status, f"{host}: {message}", passed)
+
+
+def is_event_stream(headers: dict[str, str], body: bytes) -> bool:
+    return headers.get("content-type", "").startswith("text/event-stream") or body.lstrip().startswith((b"data:", b"event:", b":"))
+
+
+@dataclass
+class AnthropicExchange(_Answers):
+    """One request to an Anthropic-compatible provider: answers pass through when the client
+    asked for what came back, and are converted (stream ⇄ message) when not."""
+
+    provider: AnthropicProvider
+    client_stream: bool
+    secrets: tuple[str, ...]
+    secret_headers: tuple[str, ...]
+    count_tokens_body: bytes | None = None  # for the local estimate when the provider has none
+    started: float = field(default_factory=time.monotonic)
+
+    def stream(self) -> None:
+        """None: the stream goes to the client exactly as the provider sent it."""
+        return None
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
+        if self.count_tokens_body is not None:
+            if status in (404, 405, 501):  # no count_tokens endpoint there
+                return _count_tokens(self.count_tokens_body)
+            if 200 <= status < 300:
+                return Reply(status, body)
+        if not 200 <= status < 300:
+            return upstream_error(status, headers, body, self.provider.host, self.secrets)
+        if is_event_stream(headers, body):
+            if self.client_stream:
+                return Reply(200, body, {"content-type": EVENT_STREAM, "cache-control": "no-cache"})
+            return events_reply(_events(body), stream=False)
+        if not self.client_stream:
+            return Reply(200, body)
+        return events_reply(a.message_events(orjson.loads(body)), stream=True)
+
+
+def _events(body: bytes) -> list[dict[str, Any]]:
+    decoder = sse.Decoder()
+    return [orjson.loads(e.data) for e in decoder.feed(body) + decoder.flush() if e.data.strip()]
 
 
 def encode(events: Iterable[dict[str, Any]]) -> bytes:

@@ -170,6 +170,14 @@ def _where(message: str) -> str:
     return f"{path.rstrip('`').lstrip('.')}: {text}" if sep else message
 
 
+class Envelope(msgspec.Struct):
+    """What routing needs: read first, before deciding how (and whether) to translate."""
+
+    model: str
+    stream: bool = False
+
+
+parse_envelope = _decoder(Envelope)
 parse_request = _decoder(Request)
 parse_count_tokens = _decoder(CountTokensRequest)
 parse_tools = _decoder(list[Tool])
@@ -271,7 +279,7 @@ class Accumulator:
         self._json: dict[int, list[str]] = {}
 
     def add(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
+        kind = event.get("type")
         if kind == "message_start":
             self.message = dict(event["message"], content=[])
         elif kind == "content_block_start":
@@ -309,3 +317,51 @@ class Accumulator:
     def _blocks(self) -> list[dict[str, Any]]:
         assert self.message is not None
         return self.message["content"]
+
+
+def message_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole message → the event sequence the API would have streamed for it.
+
+    Rules: text → start with empty text (and `citations: []` when it has any), its citations as
+    `citations_delta`, its text as one `text_delta`; thinking → empty start, one
+    `thinking_delta`, one `signature_delta`; tool_use and server_tool_use → start with empty
+    input, the input as one `input_json_delta`; any other block (redacted_thinking, web search
+    results, ...) → started whole, as the API does; usage goes out in `message_delta`.
+    """
+    usage = dict(message.get("usage") or {})
+    start = dict(message, content=[], stop_reason=None, stop_sequence=None)
+    start["usage"] = {**usage, "output_tokens": min(usage.get("output_tokens", 0), 1)}
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
+    for index, block in enumerate(message.get("content") or []):
+        kind = block.get("type")
+        if kind == "text":
+            citations = block.get("citations")
+            events.append(block_start(index, {"type": "text", "text": "", **({"citations": []} if citations else {})}))
+            for citation in citations or ():
+                events.append(block_delta(index, {"type": "citations_delta", "citation": citation}))
+            if block.get("text"):
+                events.append(block_delta(index, {"type": "text_delta", "text": block["text"]}))
+        elif kind == "thinking":
+            events.append(block_start(index, {"type": "thinking", "thinking": "", "signature": ""}))
+            if block.get("thinking"):
+                events.append(block_delta(index, {"type": "thinking_delta", "thinking": block["thinking"]}))
+            if block.get("signature"):
+                events.append(block_delta(index, {"type": "signature_delta", "signature": block["signature"]}))
+        elif kind in ("tool_use", "server_tool_use"):
+            events.append(block_start(index, dict(block, input={})))
+            if block.get("input"):
+                partial = orjson.dumps(block["input"]).decode()
+                events.append(block_delta(index, {"type": "input_json_delta", "partial_json": partial}))
+        else:
+            events.append(block_start(index, block))
+        events.append(block_stop(index))
+    delta_usage = {k: v for k, v in usage.items() if k != "service_tier"}
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message.get("stop_reason"), "stop_sequence": message.get("stop_sequence")},
+            "usage": delta_usage,
+        }
+    )
+    events.append(MESSAGE_STOP)
+    return events

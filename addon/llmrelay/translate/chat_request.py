@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ..config import Provider, Route
+from ..config import OpenAIProvider as Provider, Route
 from ..errors import RelayError
 from ..protocols import anthropic as a
 

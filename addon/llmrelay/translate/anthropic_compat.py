@@ -1,0 +1,76 @@
+"""Anthropic Messages → an Anthropic-compatible provider: the same protocol, cleaned.
+
+Rules:
+- `model` → the route's model; `max_tokens` clamped to the route's or provider's cap;
+- the provider's `drop_fields` (e.g. `context_management`, `output_config`) are removed, and
+  with `strip_cache_ttl` every `cache_control.ttl` (several compatible APIs answer 400 to both);
+- `anthropic-version` is kept (2023-06-01 when the client sent none); `anthropic-beta` keeps
+  the values the provider accepts (`drop_betas`: a list, or "all");
+- credentials: the client's are dropped, the provider's go in `x-api-key` or, with
+  `auth: bearer`, in `Authorization: Bearer`;
+- with `supports_streaming: false` the provider is asked for JSON and the stream built here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..config import AnthropicProvider, Route
+from ..errors import RelayError
+
+
+def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_headers: dict[str, str]) -> tuple[bytes, dict[str, str], bool]:
+    """The request for the provider: body, headers, and whether it is asked to stream."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise RelayError(f"invalid JSON: {e}") from None
+    data["model"] = route.model
+    for name in provider.drop_fields:
+        data.pop(name, None)
+    cap = route.max_output_tokens or provider.max_output_tokens
+    if cap and isinstance(data.get("max_tokens"), int) and data["max_tokens"] > cap:
+        data["max_tokens"] = cap
+    stream = bool(data.get("stream")) and provider.supports_streaming
+    if data.get("stream") and not stream:
+        data["stream"] = False
+    if provider.strip_cache_ttl:
+        _strip_ttl(data)
+
+    headers = {
+        "content-type": "application/json",
+        "accept-encoding": "identity",  # the stream hook reads raw bytes
+        "anthropic-version": client_headers.get("anthropic-version") or "2023-06-01",
+    }
+    betas = _betas(client_headers.get("anthropic-beta", ""), provider.drop_betas)
+    if betas:
+        headers["anthropic-beta"] = betas
+    if provider.key:
+        if provider.auth == "bearer":
+            headers["authorization"] = "Bearer " + provider.key
+        else:
+            headers["x-api-key"] = provider.key
+    headers.update(provider.headers)
+    return orjson.dumps(data), headers, stream
+
+
+def _betas(value: str, drop: list[str] | str) -> str:
+    if drop == "all":
+        return ""
+    return ",".join(beta for beta in (b.strip() for b in value.split(",")) if beta and beta not in drop)
+
+
+def _strip_ttl(node: Any) -> None:
+    if isinstance(node, dict):
+        control = node.get("cache_control")
+        if isinstance(control, dict):
+            control.pop("ttl", None)
+        for value in node.values():
+            if isinstance(value, (dict, list)):
+                _strip_ttl(value)
+    elif isinstance(node, list):
+        for value in node:
+            if isinstance(value, (dict, list)):
+                _strip_ttl(value)

@@ -1,0 +1,92 @@
+"""Real Anthropic answers (tests/fixtures/anthropic/responses) through an Anthropic-compatible
+route: passed through when the client asked for what came back, converted stream ⇄ message
+when not, and read back through the official SDK."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anthropic_oracle import read_message
+from anthropic_view import check_events, sdk_message
+from llmrelay import sse
+from llmrelay.config import AnthropicProvider
+from llmrelay.relay import AnthropicExchange
+
+FIXTURES = sorted(Path(__file__).parent.joinpath("fixtures", "anthropic", "responses").glob("*.json"))
+ANSWERS = [f for f in FIXTURES if json.loads(f.read_text())["status"] == 200]
+STREAMS = [f for f in ANSWERS if json.loads(f.read_text())["stream"]]
+MESSAGES = [f for f in ANSWERS if f not in STREAMS]
+ERRORS = [f for f in FIXTURES if f not in ANSWERS]
+
+
+def exchange(client_stream: bool) -> AnthropicExchange:
+    provider = AnthropicProvider(type="anthropic", base_url="https://api.provider.test")
+    return AnthropicExchange(provider=provider, client_stream=client_stream, secrets=(), secret_headers=())
+
+
+def without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_none(v) for v in value]
+    return value
+
+
+def as_sdk_sees(message: Any) -> dict[str, Any]:
+    data = without_none(message.model_dump() if hasattr(message, "model_dump") else message)
+    return {key: data.get(key) for key in ("content", "stop_reason", "stop_sequence", "usage", "role", "model")}
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+def test_a_stream_becomes_one_message_for_a_json_client(path: Path) -> None:
+    fixture = json.loads(path.read_text())
+    reply = exchange(client_stream=False).reply(200, {"content-type": fixture["content_type"]}, fixture["body"].encode())
+    assert reply.headers["content-type"] == "application/json"
+    expected = as_sdk_sees(read_message(fixture))
+    assert expected["content"] and expected["stop_reason"] and expected["usage"]
+    assert as_sdk_sees(sdk_message(200, reply.body, "application/json", stream=False)) == expected
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+def test_a_stream_for_a_streaming_client_passes_untouched(path: Path) -> None:
+    fixture = json.loads(path.read_text())
+    ex = exchange(client_stream=True)
+    assert ex.streams(200, {"content-type": "text/event-stream; charset=utf-8"}) and ex.stream() is None
+    reply = ex.reply(200, {"content-type": fixture["content_type"]}, fixture["body"].encode())
+    assert reply.body == fixture["body"].encode()
+
+
+@pytest.mark.parametrize("path", MESSAGES, ids=lambda p: p.stem)
+def test_a_message_becomes_a_faithful_stream(path: Path) -> None:
+    fixture = json.loads(path.read_text())
+    reply = exchange(client_stream=True).reply(200, {"content-type": "application/json"}, fixture["body"].encode())
+    assert reply.headers["content-type"].startswith("text/event-stream")
+    decoder = sse.Decoder()
+    check_events([json.loads(e.data) for e in decoder.feed(reply.body) + decoder.flush()])
+    streamed = sdk_message(200, reply.body, "text/event-stream", stream=True)
+    expected = as_sdk_sees(read_message(fixture))
+    assert expected["content"] and expected["stop_reason"] and expected["usage"]
+    assert as_sdk_sees(streamed) == expected
+
+
+@pytest.mark.parametrize("path", ERRORS, ids=lambda p: p.stem)
+def test_errors_keep_their_status_and_message(path: Path) -> None:
+    fixture = json.loads(path.read_text())
+    reply = exchange(client_stream=False).reply(fixture["status"], {"content-type": "application/json", "retry-after": "3"}, fixture["body"].encode())
+    body = json.loads(reply.body)
+    upstream = json.loads(fixture["body"])["error"]
+    assert reply.status == fixture["status"]
+    assert body["error"] == {"type": upstream["type"], "message": "api.provider.test: " + upstream["message"]}
+    assert reply.headers["retry-after"] == "3"
+
+
+def test_count_tokens_falls_back_to_the_local_estimate_when_the_provider_has_none() -> None:
+    body = json.dumps({"model": "claude-x", "messages": [{"role": "user", "content": "Hello there, how are you?"}]}).encode()
+    ex = AnthropicExchange(provider=exchange(False).provider, client_stream=False, secrets=(), secret_headers=(), count_tokens_body=body)
+    reply = ex.reply(404, {"content-type": "application/json"}, b'{"type":"error","error":{"type":"not_found_error","message":"no"}}')
+    assert reply.status == 200 and json.loads(reply.body)["input_tokens"] > 5
+    assert json.loads(ex.reply(200, {}, b'{"input_tokens": 42}').body) == {"input_tokens": 42}
