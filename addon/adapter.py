@@ -7,6 +7,14 @@
 answer translated back, streams chunk by chunk. The relay answers `/v1/messages/count_tokens`,
 `/v1/models` and `/health` itself. Everything else goes to the reverse-mode target.
 
+Recording and replay: the flow keeps the exchange with the provider as it happened (the
+rewritten request, the provider's own response, credentials redacted), so `-w FILE` records
+that, and `--server-replay FILE` matches the rewritten request and hands back the provider's
+response, which is then translated as if it had just arrived. For that the translation of
+whole bodies happens in a second addon, `Translate`, placed after mitmproxy's own Save and
+ServerPlayback addons; a streamed response is translated as it passes and its raw bytes are
+put back on the flow at the end.
+
 This file is only mitmproxy glue; the work happens in the `llmrelay` package beside it.
 """
 
@@ -24,10 +32,16 @@ from llmrelay.config import Config, ConfigError, load_config
 log = logging.getLogger("llmrelay")
 
 
+Exchange = relay.Exchange | relay.AnthropicExchange
+
+
 class Adapter:
     def __init__(self) -> None:
         self.config: Config | None = None
-        self.exchanges: dict[str, relay.Exchange | relay.AnthropicExchange] = {}
+        self.exchanges: dict[str, Exchange] = {}
+        # flow id → the provider's response headers and the raw bytes of its stream
+        self.recorded: dict[str, tuple[http.Headers, list[bytes]]] = {}
+        self.late = Translate(self)
 
     def load(self, loader) -> None:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
@@ -46,6 +60,12 @@ class Adapter:
         # moving it out of the collector's reach makes each full collection, which the
         # garbage of every translated request sets off now and then, walk far fewer objects.
         gc.freeze()
+        if self.late not in ctx.master.addons.chain:
+            ctx.master.addons.add(self.late)
+
+    def done(self) -> None:
+        if self.late in ctx.master.addons.chain:
+            ctx.master.addons.remove(self.late)
 
     def request(self, flow: http.HTTPFlow) -> None:
         if self.config is None or flow.response is not None:
@@ -65,23 +85,59 @@ class Adapter:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         exchange = self.exchanges.get(flow.id)
         response = flow.response
-        if exchange is None or response is None:
+        if exchange is None or response is None or flow.is_replay == "response":
             return
         if exchange.streams(response.status_code, _lower(response.headers)):
+            raw: list[bytes] = []
+            self.recorded[flow.id] = (response.headers.copy(), raw)
             translate = exchange.stream()
             if translate is None:  # passed on as the provider sent it
-                response.stream = True
-            else:  # headers can only change here, before the head is sent on
+
+                def on_bytes(chunk: bytes) -> list[bytes]:
+                    raw.append(chunk)
+                    return [chunk] if chunk else []
+
+            else:
+                # Headers can only change here, before the head is sent on.
                 response.headers = http.Headers(_fields(relay.STREAM_HEADERS))
-                response.stream = translate
+
+                def on_bytes(chunk: bytes) -> list[bytes]:
+                    raw.append(chunk)
+                    return translate(chunk)
+
+            response.stream = on_bytes
 
     def response(self, flow: http.HTTPFlow) -> None:
-        exchange = self.exchanges.pop(flow.id, None)
+        """Runs before Save: the flow is put back to the exchange with the provider."""
+        exchange = self.exchanges.get(flow.id)
         if exchange is None:
             return
         _redact(flow, exchange)
+        recorded = self.recorded.pop(flow.id, None)
+        if recorded is not None and flow.response is not None:
+            headers, raw = recorded
+            flow.response.headers = headers
+            flow.response.content = b"".join(raw)
+            self.exchanges.pop(flow.id, None)  # already translated on the way
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.recorded.pop(flow.id, None)
+        exchange = self.exchanges.pop(flow.id, None)
+        if exchange is not None:
+            _redact(flow, exchange)
+
+
+class Translate:
+    """Whole-body translation, after Save has recorded the provider's response and after
+    ServerPlayback has supplied one."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        exchange = self.adapter.exchanges.pop(flow.id, None)
         response = flow.response
-        if response is None or response.stream:
+        if exchange is None or response is None:
             return
         reply = exchange.reply(response.status_code, _lower(response.headers), response.content or b"")
         response.status_code = reply.status
@@ -89,13 +145,8 @@ class Adapter:
         response.headers = http.Headers(_fields(reply.headers))
         response.content = reply.body
 
-    def error(self, flow: http.HTTPFlow) -> None:
-        exchange = self.exchanges.pop(flow.id, None)
-        if exchange is not None:
-            _redact(flow, exchange)
 
-
-def _redact(flow: http.HTTPFlow, exchange: relay.Exchange | relay.AnthropicExchange) -> None:
+def _redact(flow: http.HTTPFlow, exchange: Exchange) -> None:
     """The request has gone out: what stays on the flow (mitmweb, `-w` files) holds no key."""
     headers = flow.request.headers
     for name in exchange.secret_headers:

@@ -42,6 +42,12 @@ def flow(path: str, body: dict | bytes, method: str = "POST"):
     return tflow.tflow(req=request, resp=False)
 
 
+def finish(adapter, f) -> None:
+    """The response hooks in mitmproxy's order: ours, (Save), then the late translation."""
+    adapter.response(f)
+    adapter.late.response(f)
+
+
 MESSAGE = {"model": "claude-haiku-4-5-20251001", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -76,8 +82,10 @@ def test_a_stream_is_translated_chunk_by_chunk(adapter) -> None:
     assert b"text_delta" in b"".join(out) and b"Hello" in b"".join(out)
     end = b"".join(stream(b"data: [DONE]\n\n") + stream(b""))
     assert end.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
-    adapter.response(f)  # a streamed response is left alone
-    assert flow.__name__ and f.id not in adapter.exchanges
+    finish(adapter, f)
+    assert f.id not in adapter.exchanges and f.id not in adapter.recorded
+    # What stays on the flow is the provider's own stream, for -w files and mitmweb.
+    assert f.response.content.startswith(b'data: {"choices"') and f.response.headers["content-type"] == "text/event-stream"
 
 
 def test_a_crash_inside_the_stream_becomes_an_error_event(adapter, monkeypatch) -> None:
@@ -101,7 +109,7 @@ def test_an_upstream_error_becomes_an_anthropic_error(adapter) -> None:
     )
     adapter.responseheaders(f)
     assert not f.response.stream
-    adapter.response(f)
+    finish(adapter, f)
     assert f.response.status_code == 429
     assert f.response.headers["retry-after"] == "7"
     body = json.loads(f.response.content)
@@ -115,7 +123,7 @@ def test_a_json_answer_for_a_streaming_client_becomes_a_stream(adapter) -> None:
     completion = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}]}
     f.response = tutils.tresp(headers=((b"content-type", b"application/json"),), content=json.dumps(completion).encode())
     adapter.responseheaders(f)
-    adapter.response(f)
+    finish(adapter, f)
     assert f.response.headers["content-type"].startswith("text/event-stream")
     assert b"event: message_start" in f.response.content and b"Hi!" in f.response.content
 
@@ -167,7 +175,7 @@ def test_credentials_are_redacted_from_the_flow_once_sent(adapter) -> None:
     assert f.request.headers["authorization"] == "Bearer sk-provider-key-123"  # what goes out
     f.response = tutils.tresp(headers=((b"content-type", b"text/event-stream"),), content=None)
     adapter.responseheaders(f)
-    adapter.response(f)
+    finish(adapter, f)
     assert f.request.headers["authorization"] == "[REDACTED]"
     assert f.request.headers["x-extra"] == "[REDACTED]"  # configured headers may hold keys too
     assert "sk-provider-key-123" not in str(f.get_state())

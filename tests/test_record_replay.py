@@ -1,0 +1,51 @@
+"""mitmproxy's own recording (-w) and replay (--server-replay) through the addon: the flow file
+holds the exchange with the provider, and replaying it offline gives the client the same
+answers, translated once."""
+
+from __future__ import annotations
+
+import anthropic
+from mitmproxy import io
+
+from conftest import CLIENT_KEY, PROVIDER_KEY, write_config
+from relay_process import Relay
+
+TOOLS = [{"name": "get_time", "description": "Current time", "input_schema": {"type": "object", "properties": {"zone": {"type": "string"}}}}]
+
+
+def conversation(relay: Relay) -> list[dict]:
+    client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
+    answers = []
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "stream please"}]) as stream:
+        answers.append(stream.get_final_message())
+    answers.append(client.messages.create(model="claude-haiku-4-5", max_tokens=50, tools=TOOLS, messages=[{"role": "user", "content": "time?"}]))
+    return [{"content": [b.model_dump(exclude={"id"}) for b in m.content], "stop_reason": m.stop_reason, "usage": m.usage.model_dump()} for m in answers]
+
+
+def test_a_recorded_session_replays_offline_with_the_same_answers(provider, tmp_path) -> None:
+    provider.set_script(
+        [
+            {"text": "Recorded and streamed.", "reasoning": "short", "chunks": 4},
+            {"text": "", "tool_calls": [{"id": "call_t1", "name": "get_time", "arguments": {"zone": "UTC"}}]},
+        ]
+    )
+    config = write_config(tmp_path, provider)
+    recording = tmp_path / "session.flow"
+    with Relay(config, tmp_path, "-w", str(recording)) as relay:
+        recorded = conversation(relay)
+    assert len(provider.requests) == 2
+
+    flows = [f for f in io.FlowReader(recording.open("rb")).stream() if f.request.path.endswith("/chat/completions")]
+    assert [f.request.host for f in flows] == ["127.0.0.1", "127.0.0.1"]
+    assert flows[0].response.content.startswith(b"data: {")  # the provider's own stream
+    assert b'"object":"chat.completion"' in flows[1].response.content  # and its own JSON
+    assert PROVIDER_KEY.encode() not in recording.read_bytes()
+
+    provider.requests.clear()
+    replay_args = ("--server-replay", str(recording), "--set", "keepserving=true", "--set", "server_replay_extra=kill")
+    with Relay(config, tmp_path, *replay_args) as relay:
+        replayed = conversation(relay)
+    assert not provider.requests  # nothing reached the provider
+    assert replayed == recorded
+    assert replayed[0]["content"][1]["text"] == "Recorded and streamed."
+    assert replayed[1]["content"][0]["input"] == {"zone": "UTC"}
