@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 
+import orjson
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http.status_codes import RESPONSES
 
-from llmrelay import relay
+from llmrelay import relay, usage
 from llmrelay.config import Config, ConfigError, load_config
 
 log = logging.getLogger("llmrelay")
@@ -42,11 +44,16 @@ class Adapter:
         # flow id → the provider's response headers and the raw bytes of its stream
         self.recorded: dict[str, tuple[http.Headers, list[bytes]]] = {}
         self.late = Translate(self)
+        self.usage_log: usage.UsageLog | None = None
 
     def load(self, loader) -> None:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
+        loader.add_option("adapter_data_dir", str, "~/.llmrelay", "Where llmrelay keeps its usage records.")
+        loader.add_option("adapter_usage", bool, True, "Append one usage record per routed request to <data dir>/usage/.")
 
     def configure(self, updated: set[str]) -> None:
+        if updated & {"adapter_data_dir", "adapter_usage"}:
+            self.usage_log = usage.UsageLog(ctx.options.adapter_data_dir) if ctx.options.adapter_usage else None
         if "adapter_config" in updated:
             try:
                 self.config = load_config(ctx.options.adapter_config)
@@ -87,13 +94,18 @@ class Adapter:
         response = flow.response
         if exchange is None or response is None or flow.is_replay == "response":
             return
-        if exchange.streams(response.status_code, _lower(response.headers)):
+        if not exchange.streams(response.status_code, _lower(response.headers)):
+            exchange.first_byte = time.monotonic()  # the whole answer comes at once
+        else:
+            exchange.streamed = True
             raw: list[bytes] = []
             self.recorded[flow.id] = (response.headers.copy(), raw)
             translate = exchange.stream()
             if translate is None:  # passed on as the provider sent it
 
                 def on_bytes(chunk: bytes) -> list[bytes]:
+                    if not raw:
+                        exchange.first_byte = time.monotonic()
                     raw.append(chunk)
                     return [chunk] if chunk else []
 
@@ -102,6 +114,8 @@ class Adapter:
                 response.headers = http.Headers(_fields(relay.STREAM_HEADERS))
 
                 def on_bytes(chunk: bytes) -> list[bytes]:
+                    if not raw:
+                        exchange.first_byte = time.monotonic()
                     raw.append(chunk)
                     return translate(chunk)
 
@@ -118,13 +132,25 @@ class Adapter:
             headers, raw = recorded
             flow.response.headers = headers
             flow.response.content = b"".join(raw)
-            self.exchanges.pop(flow.id, None)  # already translated on the way
+            exchange.stream_ended(flow.response.content)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.recorded.pop(flow.id, None)
         exchange = self.exchanges.pop(flow.id, None)
         if exchange is not None:
             _redact(flow, exchange)
+            self.account(flow, exchange, 502, "connection_error")
+
+    def account(self, flow: http.HTTPFlow, exchange: Exchange, status: int, error_type: str | None) -> None:
+        if exchange.count_tokens_body is not None:
+            return
+        entry = usage.record(exchange, status, error_type)
+        flow.comment = usage.summary(entry)  # the one-line summary mitmweb shows
+        if self.usage_log is not None:
+            try:
+                self.usage_log.write(entry)
+            except OSError as e:
+                log.warning(f"llmrelay: cannot write usage records: {e}")
 
 
 class Translate:
@@ -139,11 +165,16 @@ class Translate:
         response = flow.response
         if exchange is None or response is None:
             return
-        reply = exchange.reply(response.status_code, _lower(response.headers), response.content or b"")
-        response.status_code = reply.status
-        response.reason = RESPONSES.get(reply.status, "")
-        response.headers = http.Headers(_fields(reply.headers))
-        response.content = reply.body
+        if not exchange.streamed:  # a stream was translated on its way through
+            reply = exchange.reply(response.status_code, _lower(response.headers), response.content or b"")
+            response.status_code = reply.status
+            response.reason = RESPONSES.get(reply.status, "")
+            response.headers = http.Headers(_fields(reply.headers))
+            response.content = reply.body
+        error_type = None
+        if response.status_code >= 400 and not exchange.streamed:
+            error_type = orjson.loads(response.content).get("error", {}).get("type")
+        self.adapter.account(flow, exchange, response.status_code, error_type)
 
 
 def _redact(flow: http.HTTPFlow, exchange: Exchange) -> None:

@@ -25,6 +25,7 @@ class Relay:
 
     def __init__(self, config: Path, workdir: Path, *extra: str, reverse: str = "http://127.0.0.1:9") -> None:
         self.port = free_port()
+        self.data = workdir / "data"
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"mitmdump-{self.port}.log"
         self.args = [
@@ -36,6 +37,7 @@ class Relay:
             "-p", str(self.port),
             "--set", f"confdir={workdir / 'mitmproxy'}",
             "--set", f"adapter_config={config}",
+            "--set", f"adapter_data_dir={workdir / 'data'}",
             *extra,
         ]
         self.process: subprocess.Popen | None = None

@@ -184,3 +184,14 @@ def test_credentials_are_redacted_from_the_flow_once_sent(adapter) -> None:
     adapter.request(failed)
     adapter.error(failed)
     assert failed.request.headers["authorization"] == "[REDACTED]"
+
+
+def test_a_translated_flow_gets_a_one_line_summary(adapter) -> None:
+    f = flow("/v1/messages", MESSAGE)
+    adapter.request(f)
+    completion = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}
+    f.response = tutils.tresp(headers=((b"content-type", b"application/json"),), content=json.dumps(completion).encode())
+    adapter.responseheaders(f)
+    finish(adapter, f)
+    assert f.comment.startswith("claude-haiku-4-5-20251001 → up:small-model · 9 in / 2 out · ttft ")
+    assert f.comment.endswith(" ms · 200")

@@ -13,7 +13,7 @@ import pytest
 from anthropic_oracle import read_message
 from anthropic_view import check_events, sdk_message
 from llmrelay import sse
-from llmrelay.config import AnthropicProvider
+from llmrelay.config import AnthropicProvider, Route
 from llmrelay.relay import AnthropicExchange
 
 FIXTURES = sorted(Path(__file__).parent.joinpath("fixtures", "anthropic", "responses").glob("*.json"))
@@ -25,7 +25,7 @@ ERRORS = [f for f in FIXTURES if f not in ANSWERS]
 
 def exchange(client_stream: bool) -> AnthropicExchange:
     provider = AnthropicProvider(type="anthropic", base_url="https://api.provider.test")
-    return AnthropicExchange(provider=provider, client_stream=client_stream, secrets=(), secret_headers=())
+    return AnthropicExchange("claude-x", Route(provider="p", model="m"), provider, client_stream, secrets=(), secret_headers=())
 
 
 def without_none(value: Any) -> Any:
@@ -86,7 +86,8 @@ def test_errors_keep_their_status_and_message(path: Path) -> None:
 
 def test_count_tokens_falls_back_to_the_local_estimate_when_the_provider_has_none() -> None:
     body = json.dumps({"model": "claude-x", "messages": [{"role": "user", "content": "Hello there, how are you?"}]}).encode()
-    ex = AnthropicExchange(provider=exchange(False).provider, client_stream=False, secrets=(), secret_headers=(), count_tokens_body=body)
+    ex = exchange(False)
+    ex.count_tokens_body = body
     reply = ex.reply(404, {"content-type": "application/json"}, b'{"type":"error","error":{"type":"not_found_error","message":"no"}}')
     assert reply.status == 200 and json.loads(reply.body)["input_tokens"] > 5
     assert json.loads(ex.reply(200, {}, b'{"input_tokens": 42}').body) == {"input_tokens": 42}

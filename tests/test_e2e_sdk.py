@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from conftest import CLIENT_KEY, PROVIDER_KEY
+from relay_process import ROOT
 
 TOOLS = [
     {
@@ -179,3 +180,48 @@ def test_a_saved_flow_file_holds_no_provider_key(provider, tmp_path) -> None:
     assert PROVIDER_KEY.encode() not in data
     flows = [f for f in io.FlowReader(saved.open("rb")).stream() if f.request.path.endswith("/chat/completions")]
     assert len(flows) == 1 and flows[0].request.headers["authorization"] == "[REDACTED]"
+
+
+def test_every_routed_request_leaves_a_usage_record_without_content(client, provider, relay, tmp_path) -> None:
+    import subprocess
+
+    from llmrelay import usage
+
+    model = "claude-haiku-4-5-usage-check"
+    provider.set_script(
+        [
+            {"text": "secret answer text", "usage": {"prompt_tokens": 100, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 40}}, "chunks": 3},
+            {"text": "again", "usage": {"prompt_tokens": 10, "completion_tokens": 5}},
+            {"error_status": 429},
+        ]
+    )
+    with client.messages.stream(model=model, max_tokens=50, messages=[{"role": "user", "content": "secret prompt text"}]) as stream:
+        stream.get_final_message()
+    client.messages.create(model=model, max_tokens=50, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.RateLimitError):
+        client.messages.create(model=model, max_tokens=50, messages=[{"role": "user", "content": "x"}])
+
+    records = [r for r in usage.read(relay.data) if r["client_model"] == model]
+    assert [(r["stream"], r["status"], r["error_type"]) for r in records] == [(True, 200, None), (False, 200, None), (False, 429, "rate_limit_error")]
+    first = records[0]
+    assert (first["provider"], first["model"], first["input_tokens"], first["cache_read_input_tokens"], first["output_tokens"]) == ("mock", "gpt-4.1-mini", 60, 40, 20)
+    assert 0 < first["ttft_ms"] <= first["total_ms"]
+    assert [r["status"] for r in usage.read(relay.data, "errors") if r["client_model"] == model] == [429]
+    text = "".join(path.read_text() for path in relay.data.rglob("*.jsonl"))
+    assert "secret" not in text and PROVIDER_KEY not in text and CLIENT_KEY not in text
+
+    # The totals, over this test's records only (the session's relay serves other tests too).
+    mine = usage.UsageLog(tmp_path / "data")
+    for record in records:
+        mine.write(record)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(
+        "providers: {mock: {type: openai, base_url: 'http://127.0.0.1:1/v1'}}\n"
+        "models: {default: {provider: mock, model: m}}\n"
+        "prices: {gpt-4.1-mini: {input: 1000000, output: 2000000, cache_read: 500000}}\n"
+    )
+    out = subprocess.run([str(ROOT / "scripts" / "usage"), "--data", str(tmp_path / "data"), "--config", str(prices)], capture_output=True, text=True, check=True).stdout
+    (line,) = [l for l in out.splitlines() if l.strip().startswith("gpt-4.1-mini")]
+    assert line.split()[1:3] == ["3", "1"]  # requests, errors
+    # 60+10 input at $1, 20+5 output at $2, 40 cache reads at $0.5 per token
+    assert line.split()[-1] == f"{70 + 50 + 20:.4f}"

@@ -123,9 +123,19 @@ class Models(_Strict):
     force: bool = False
 
 
+class Price(_Strict):
+    """US dollars per million tokens, for `scripts/usage`."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cache_read: float = 0.0
+    cache_creation: float = 0.0
+
+
 class Config(_Strict):
     providers: dict[str, Provider]
     models: Models
+    prices: dict[str, Price] = {}  # upstream model name → price
 
     @model_validator(mode="after")
     def _known_providers(self) -> Config:

@@ -103,6 +103,8 @@ def _anthropic(
 ) -> Forward:
     upstream_body, upstream_headers, _ = anthropic_compat.prepare(body, route, provider, headers)
     exchange = AnthropicExchange(
+        client_model=parse(a.parse_envelope, body).model,
+        route=route,
         provider=provider,
         client_stream=stream,
         secrets=config.secrets,
@@ -180,9 +182,25 @@ class Exchange(_Answers):
     # The request headers that carry credentials (ours, and any configured per provider).
     secret_headers: tuple[str, ...] = ()
     started: float = field(default_factory=time.monotonic)
+    count_tokens_body: bytes | None = None  # never set here: count_tokens is answered locally
+    used: ChatTranslator | None = None  # the last translator, for its usage
+    first_byte: float | None = None  # monotonic time the provider's answer began
+    streamed: bool = False
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return self.used.reasoning_tokens if self.used else 0
+
+    @property
+    def usage(self) -> dict[str, int] | None:
+        return self.used.usage if self.used else None
+
+    def stream_ended(self, raw: bytes) -> None:
+        pass  # the translator already read the usage on the way
 
     def translator(self) -> ChatTranslator:
-        return ChatTranslator(model=self.client_model, input_tokens=self.input_estimate, tool_names=self.tool_names)
+        self.used = ChatTranslator(model=self.client_model, input_tokens=self.input_estimate, tool_names=self.tool_names)
+        return self.used
 
     def stream(self) -> Callable[[bytes], list[bytes]] | None:
         """The function mitmproxy calls with each network read, then once with b"" at the end.
@@ -241,12 +259,21 @@ class AnthropicExchange(_Answers):
     """One request to an Anthropic-compatible provider: answers pass through when the client
     asked for what came back, and are converted (stream ⇄ message) when not."""
 
+    client_model: str
+    route: Route
     provider: AnthropicProvider
     client_stream: bool
     secrets: tuple[str, ...]
     secret_headers: tuple[str, ...]
     count_tokens_body: bytes | None = None  # for the local estimate when the provider has none
     started: float = field(default_factory=time.monotonic)
+    usage: dict[str, int] | None = None
+    first_byte: float | None = None
+    streamed: bool = False
+
+    def stream_ended(self, raw: bytes) -> None:
+        """The provider's stream, passed through whole: read its usage."""
+        self.usage = _usage_in(_events(raw))
 
     def stream(self) -> None:
         """None: the stream goes to the client exactly as the provider sent it."""
@@ -261,12 +288,27 @@ class AnthropicExchange(_Answers):
         if not 200 <= status < 300:
             return upstream_error(status, headers, body, self.provider.host, self.secrets)
         if is_event_stream(headers, body):
+            events = _events(body)
+            self.usage = _usage_in(events)
             if self.client_stream:
                 return Reply(200, body, {"content-type": EVENT_STREAM, "cache-control": "no-cache"})
-            return events_reply(_events(body), stream=False)
+            return events_reply(events, stream=False)
+        message = orjson.loads(body)
+        self.usage = message.get("usage") if isinstance(message, dict) else None
         if not self.client_stream:
             return Reply(200, body)
-        return events_reply(a.message_events(orjson.loads(body)), stream=True)
+        return events_reply(a.message_events(message), stream=True)
+
+
+def _usage_in(events: Iterable[dict[str, Any]]) -> dict[str, int] | None:
+    """Usage from message_start, updated by message_delta, as the SDK accumulates it."""
+    usage: dict[str, Any] | None = None
+    for event in events:
+        if event.get("type") == "message_start":
+            usage = dict(event.get("message", {}).get("usage") or {})
+        elif event.get("type") == "message_delta" and usage is not None:
+            usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+    return usage
 
 
 def _events(body: bytes) -> list[dict[str, Any]]:

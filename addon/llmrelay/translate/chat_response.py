@@ -84,6 +84,7 @@ class ChatTranslator:
         self._think = _ThinkTags()
         self.finish_reason: str | None = None
         self.usage: dict[str, int] | None = None
+        self.reasoning_tokens = 0  # part of output_tokens; kept apart for usage records
 
     # --- input ------------------------------------------------------------------------
 
@@ -177,6 +178,7 @@ class ChatTranslator:
         usage = usage_of(chunk)
         if usage is not None:
             self.usage = _usage(usage)
+            self.reasoning_tokens = (usage.completion_tokens_details or {}).get("reasoning_tokens") or 0
         for choice in chunk.choices or ():
             if choice.index != 0:  # n > 1: Anthropic has one answer per message
                 continue
@@ -327,11 +329,12 @@ def _usage(usage: Any) -> dict[str, int]:
     if not cached and usage.prompt_cache_hit_tokens:
         cached = usage.prompt_cache_hit_tokens
     prompt = usage.prompt_tokens or 0
-    return {
+    out = {
         "input_tokens": max(prompt - cached, 0),
         "cache_read_input_tokens": cached,
         "output_tokens": usage.completion_tokens or 0,
     }
+    return out
 
 
 def _texts(value: Any) -> list[str]:

@@ -1,0 +1,99 @@
+"""Usage accounting: one JSON line per request, in a file per day.
+
+    <data dir>/usage/YYYY-MM-DD.jsonl    every request the relay routed to a provider
+    <data dir>/errors/YYYY-MM-DD.jsonl   the ones that ended in an error, again
+
+A record holds when, which models and provider, the tokens, time to first token (the first
+streamed chunk; for a JSON answer, the whole answer), total time, status and error type; never
+a prompt, an answer or a key.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+# Record field → price key (US dollars per million tokens). Reasoning tokens are part of the
+# output tokens, so they are not priced again.
+PRICED = {
+    "input_tokens": "input",
+    "output_tokens": "output",
+    "cache_read_input_tokens": "cache_read",
+    "cache_creation_input_tokens": "cache_creation",
+}
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
+
+
+def record(exchange: Any, status: int, error_type: str | None = None) -> dict[str, Any]:
+    ended = time.monotonic()
+    usage = exchange.usage or {}
+    first = exchange.first_byte or ended
+    out: dict[str, Any] = {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "client_model": exchange.client_model,
+        "provider": exchange.route.provider,
+        "model": exchange.route.model,
+        "stream": exchange.client_stream,
+    }
+    for name in TOKEN_FIELDS:
+        value = usage.get(name) if name != "reasoning_tokens" else getattr(exchange, "reasoning_tokens", 0)
+        out[name] = value if isinstance(value, int) else 0
+    out |= {
+        "ttft_ms": round((first - exchange.started) * 1000, 1),
+        "total_ms": round((ended - exchange.started) * 1000, 1),
+        "status": status,
+        "error_type": error_type,
+    }
+    return out
+
+
+def summary(entry: dict[str, Any]) -> str:
+    """`claude-x → provider:model · 120 in / 30 out · ttft 210 ms · 200`"""
+    tokens = f"{entry['input_tokens'] + entry['cache_read_input_tokens']} in / {entry['output_tokens']} out"
+    status = f"{entry['status']} {entry['error_type']}" if entry["error_type"] else str(entry["status"])
+    route = f"{entry['client_model']} → {entry['provider']}:{entry['model']}"
+    return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {status}"
+
+
+class UsageLog:
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).expanduser()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        day = entry["time"][:10]
+        line = orjson.dumps(entry) + b"\n"
+        kinds = ("usage", "errors") if entry["status"] >= 400 or entry["error_type"] else ("usage",)
+        for kind in kinds:
+            path = self.folder / kind / f"{day}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("ab") as f:
+                f.write(line)
+
+
+def read(folder: str | Path, kind: str = "usage") -> list[dict[str, Any]]:
+    entries = []
+    for path in sorted((Path(folder).expanduser() / kind).glob("*.jsonl")):
+        entries += [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return entries
+
+
+def totals(entries: Iterable[dict[str, Any]], key: str, prices: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Sums per value of `key` ("day", "model", "provider"); cost where the upstream model has
+    a price (US dollars per million tokens of each kind)."""
+    out: dict[str, dict[str, float]] = {}
+    for entry in entries:
+        name = entry["time"][:10] if key == "day" else str(entry.get(key))
+        row = out.setdefault(name, {"requests": 0, "errors": 0, **{f: 0 for f in TOKEN_FIELDS}, "cost": 0.0})
+        row["requests"] += 1
+        row["errors"] += 1 if entry.get("status", 200) >= 400 else 0
+        for field in TOKEN_FIELDS:
+            row[field] += entry.get(field) or 0
+        price = prices.get(entry.get("model", ""))
+        if price:
+            row["cost"] += sum((entry.get(field) or 0) * price.get(kind, 0.0) for field, kind in PRICED.items()) / 1e6
+    return out
