@@ -4,8 +4,16 @@ answers, translated once."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import anthropic
+import httpx
 from mitmproxy import io
+
+from anthropic_oracle import read_message
+from anthropic_view import sdk_message
+from oracle import read_chat
 
 from conftest import CLIENT_KEY, PROVIDER_KEY, write_config
 from relay_process import Relay
@@ -42,10 +50,43 @@ def test_a_recorded_session_replays_offline_with_the_same_answers(provider, tmp_
     assert PROVIDER_KEY.encode() not in recording.read_bytes()
 
     provider.requests.clear()
-    replay_args = ("--server-replay", str(recording), "--set", "keepserving=true", "--set", "server_replay_extra=kill")
+    replay_args = ("--server-replay", str(recording), "--set", "keepserving=true")
     with Relay(config, tmp_path, *replay_args) as relay:
         replayed = conversation(relay)
     assert not provider.requests  # nothing reached the provider
     assert replayed == recorded
     assert replayed[0]["content"][1]["text"] == "Recorded and streamed."
     assert replayed[1]["content"][0]["input"] == {"zone": "UTC"}
+
+
+FLOWS = Path(__file__).parent / "fixtures" / "flows"
+# flow fixture → what the client asked and which capture the provider's answer is
+REPLAYS = {
+    "openai-chat-stream": ("stream", "openai-chat/openai-gpt-4o-parallel-tools-stream.json"),
+    "openai-chat-json": ("json", "openai-chat/zai-glm-4.7-flash-reasoning-tool-json.json"),
+    "anthropic-stream": ("stream-compat", "anthropic/responses/thinking-signature-stream.json"),
+    "anthropic-json": ("json-compat", "anthropic/responses/parallel-tool-use-json.json"),
+}
+
+
+def test_recorded_fixtures_of_each_protocol_replay_through_mitmdump(tmp_path) -> None:
+    """tests/fixtures/flows: provider exchanges as `-w` records them (scripts/make-replay-fixtures),
+    replayed with no network; the client gets the translated answer of the recorded bytes."""
+    requests = json.loads((FLOWS / "requests.json").read_text())
+    replays = [arg for name in REPLAYS for arg in ("--server-replay", str(FLOWS / f"{name}.flow"))]
+    # Unmatched requests would go on to the real providers, which this machine cannot reach:
+    # every answer below comes from the recorded flows.
+    with Relay(FLOWS / "config.yaml", tmp_path, *replays, "--set", "keepserving=true") as relay:
+        for name, (request_name, capture) in REPLAYS.items():
+            request = requests[request_name]
+            answer = httpx.post(relay.url + "/v1/messages", content=json.dumps(request), headers={"anthropic-version": "2023-06-01", "content-type": "application/json"}, timeout=30)
+            assert answer.status_code == 200, (name, answer.text)
+            message = sdk_message(200, answer.content, answer.headers["content-type"], stream=request.get("stream", False))
+            fixture = json.loads((Path(__file__).parent / "fixtures" / capture).read_text())
+            if capture.startswith("openai-chat"):
+                said = read_chat(fixture)
+                assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [(n, p) for _, n, _, p in said.tool_calls], name
+            else:
+                expected = read_message(fixture)
+                assert [b.type for b in message.content] == [b["type"] for b in expected["content"]], name
+                assert message.stop_reason == expected["stop_reason"]
