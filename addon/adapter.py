@@ -21,11 +21,12 @@ This file is only mitmproxy glue; the work happens in the `llmrelay` package bes
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
 
 import orjson
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import contentviews, ctx, exceptions, http
 from mitmproxy.net.http.status_codes import RESPONSES
 
 from llmrelay import relay, usage
@@ -41,10 +42,11 @@ class Adapter:
     def __init__(self) -> None:
         self.config: Config | None = None
         self.exchanges: dict[str, Exchange] = {}
-        # flow id → the provider's response headers and the raw bytes of its stream
-        self.recorded: dict[str, tuple[http.Headers, list[bytes]]] = {}
+        # flow id → the provider's response headers, its raw stream, and what the client got
+        self.recorded: dict[str, tuple[http.Headers, list[bytes], list[bytes]]] = {}
         self.late = Translate(self)
         self.usage_log: usage.UsageLog | None = None
+        self.view = BothSides()
 
     def load(self, loader) -> None:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
@@ -69,16 +71,19 @@ class Adapter:
         gc.freeze()
         if self.late not in ctx.master.addons.chain:
             ctx.master.addons.add(self.late)
+        contentviews.add(self.view)
 
     def done(self) -> None:
         if self.late in ctx.master.addons.chain:
             ctx.master.addons.remove(self.late)
+        contentviews.remove(self.view)
 
     def request(self, flow: http.HTTPFlow) -> None:
         if self.config is None or flow.response is not None:
             return
         req = flow.request
-        outcome = relay.handle(self.config, req.method, req.path, req.raw_content or b"", _lower(req.headers))
+        req_body = req.raw_content
+        outcome = relay.handle(self.config, req.method, req.path, req_body or b"", _lower(req.headers))
         if isinstance(outcome, relay.Reply):
             flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
         elif isinstance(outcome, relay.Forward):
@@ -88,6 +93,8 @@ class Adapter:
             req.content = outcome.body
             req.scheme, req.host, req.port, req.path = outcome.target
             self.exchanges[flow.id] = outcome.exchange
+            # The client's side, for mitmweb: the flow itself holds the provider's side.
+            flow.metadata[SIDE] = {"client_request": (req_body or b"").decode("utf-8", "replace")}
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         exchange = self.exchanges.get(flow.id)
@@ -99,7 +106,8 @@ class Adapter:
         else:
             exchange.streamed = True
             raw: list[bytes] = []
-            self.recorded[flow.id] = (response.headers.copy(), raw)
+            sent: list[bytes] = []
+            self.recorded[flow.id] = (response.headers.copy(), raw, sent)
             translate = exchange.stream()
             if translate is None:  # passed on as the provider sent it
 
@@ -117,7 +125,9 @@ class Adapter:
                     if not raw:
                         exchange.first_byte = time.monotonic()
                     raw.append(chunk)
-                    return translate(chunk)
+                    out = translate(chunk)
+                    sent.extend(out)
+                    return out
 
             response.stream = on_bytes
 
@@ -129,10 +139,13 @@ class Adapter:
         _redact(flow, exchange)
         recorded = self.recorded.pop(flow.id, None)
         if recorded is not None and flow.response is not None:
-            headers, raw = recorded
+            headers, raw, sent = recorded
             flow.response.headers = headers
             flow.response.content = b"".join(raw)
             exchange.stream_ended(flow.response.content)
+            if SIDE in flow.metadata:
+                client = b"".join(sent) if sent else flow.response.content
+                flow.metadata[SIDE]["client_response"] = client.decode("utf-8", "replace")
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.recorded.pop(flow.id, None)
@@ -166,7 +179,10 @@ class Translate:
         if exchange is None or response is None:
             return
         if not exchange.streamed:  # a stream was translated on its way through
-            reply = exchange.reply(response.status_code, _lower(response.headers), response.content or b"")
+            provider_side = response.content or b""
+            reply = exchange.reply(response.status_code, _lower(response.headers), provider_side)
+            if SIDE in flow.metadata:
+                flow.metadata[SIDE]["provider_response"] = provider_side.decode("utf-8", "replace")
             response.status_code = reply.status
             response.reason = RESPONSES.get(reply.status, "")
             response.headers = http.Headers(_fields(reply.headers))
@@ -175,6 +191,42 @@ class Translate:
         if response.status_code >= 400 and not exchange.streamed:
             error_type = orjson.loads(response.content).get("error", {}).get("type")
         self.adapter.account(flow, exchange, response.status_code, error_type)
+
+
+SIDE = "llmrelay"  # flow.metadata key: the side of the exchange the flow does not show
+
+
+class BothSides(contentviews.View):
+    """mitmweb's view of a translated flow: what the client sent and received (Anthropic) next
+    to what went to and came from the provider."""
+
+    name = "llmrelay: both sides"
+
+    def __call__(self, data: bytes, *, flow=None, http_message=None, **unknown) -> contentviews.TViewResult:
+        side = flow.metadata.get(SIDE, {}) if flow is not None else {}
+        if flow is not None and http_message is flow.request:
+            parts = [("client → relay (Anthropic Messages)", side.get("client_request", "")), ("relay → provider", data.decode("utf-8", "replace"))]
+        elif "provider_response" in side:
+            parts = [("provider → relay", side["provider_response"]), ("relay → client (Anthropic Messages)", data.decode("utf-8", "replace"))]
+        else:
+            parts = [("provider → relay", data.decode("utf-8", "replace")), ("relay → client (Anthropic Messages)", side.get("client_response", ""))]
+        title = flow.comment if flow is not None and flow.comment else "llmrelay"
+        return title, _lines(parts)
+
+    def render_priority(self, data: bytes, *, flow=None, **unknown) -> float:
+        return 2.0 if flow is not None and SIDE in getattr(flow, "metadata", {}) else 0.0
+
+
+def _lines(parts: list[tuple[str, str]]):
+    for heading, text in parts:
+        yield [("header", f"── {heading} ──")]
+        try:
+            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        except ValueError:
+            pass
+        for line in text.splitlines():
+            yield [("text", line)]
+        yield [("text", "")]
 
 
 def _redact(flow: http.HTTPFlow, exchange: Exchange) -> None:

@@ -195,3 +195,24 @@ def test_a_translated_flow_gets_a_one_line_summary(adapter) -> None:
     finish(adapter, f)
     assert f.comment.startswith("claude-haiku-4-5-20251001 → up:small-model · 9 in / 2 out · ttft ")
     assert f.comment.endswith(" ms · 200")
+
+
+def test_mitmweb_shows_both_sides_of_a_translated_flow(adapter) -> None:
+    from adapter import BothSides
+
+    f = flow("/v1/messages", {**MESSAGE, "stream": True})
+    adapter.request(f)
+    f.response = tutils.tresp(headers=((b"content-type", b"text/event-stream"),), content=None)
+    adapter.responseheaders(f)
+    f.response.stream(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+    f.response.stream(b"")
+    finish(adapter, f)
+    view = BothSides()
+    assert view.render_priority(b"", flow=f) > 0
+    title, lines = view(f.request.content, flow=f, http_message=f.request)
+    request_text = "\n".join(text for line in lines for _, text in line)
+    assert "client → relay" in request_text and '"claude-haiku-4-5-20251001"' in request_text and '"small-model"' in request_text
+    title, lines = view(f.response.content, flow=f, http_message=f.response)
+    response_text = "\n".join(text for line in lines for _, text in line)
+    assert '"choices"' in response_text and "event: message_stop" in response_text
+    assert title.startswith("claude-haiku-4-5-20251001 → up:small-model")
