@@ -55,6 +55,8 @@ class Adapter:
 
     def configure(self, updated: set[str]) -> None:
         if updated & {"adapter_data_dir", "adapter_usage"}:
+            if self.usage_log is not None:
+                self.usage_log.close()
             self.usage_log = usage.UsageLog(ctx.options.adapter_data_dir) if ctx.options.adapter_usage else None
         if "adapter_config" in updated:
             try:
@@ -74,6 +76,8 @@ class Adapter:
         contentviews.add(self.view)
 
     def done(self) -> None:
+        if self.usage_log is not None:
+            self.usage_log.close()
         if self.late in ctx.master.addons.chain:
             ctx.master.addons.remove(self.late)
         contentviews.remove(self.view)
@@ -94,7 +98,7 @@ class Adapter:
             req.scheme, req.host, req.port, req.path = outcome.target
             self.exchanges[flow.id] = outcome.exchange
             # The client's side, for mitmweb: the flow itself holds the provider's side.
-            flow.metadata[SIDE] = {"client_request": (req_body or b"").decode("utf-8", "replace")}
+            flow.metadata[SIDE] = {"client_request": req_body or b""}  # bytes: kept, not copied
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         exchange = self.exchanges.get(flow.id)
@@ -144,8 +148,7 @@ class Adapter:
             flow.response.content = b"".join(raw)
             exchange.stream_ended(flow.response.content)
             if SIDE in flow.metadata:
-                client = b"".join(sent) if sent else flow.response.content
-                flow.metadata[SIDE]["client_response"] = client.decode("utf-8", "replace")
+                flow.metadata[SIDE]["client_response"] = b"".join(sent) if sent else flow.response.content
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.recorded.pop(flow.id, None)
@@ -182,7 +185,7 @@ class Translate:
             provider_side = response.content or b""
             reply = exchange.reply(response.status_code, _lower(response.headers), provider_side)
             if SIDE in flow.metadata:
-                flow.metadata[SIDE]["provider_response"] = provider_side.decode("utf-8", "replace")
+                flow.metadata[SIDE]["provider_response"] = provider_side
             response.status_code = reply.status
             response.reason = RESPONSES.get(reply.status, "")
             response.headers = http.Headers(_fields(reply.headers))
@@ -205,11 +208,11 @@ class BothSides(contentviews.View):
     def __call__(self, data: bytes, *, flow=None, http_message=None, **unknown) -> contentviews.TViewResult:
         side = flow.metadata.get(SIDE, {}) if flow is not None else {}
         if flow is not None and http_message is flow.request:
-            parts = [("client → relay (Anthropic Messages)", side.get("client_request", "")), ("relay → provider", data.decode("utf-8", "replace"))]
+            parts = [("client → relay (Anthropic Messages)", side.get("client_request", b"")), ("relay → provider", data)]
         elif "provider_response" in side:
-            parts = [("provider → relay", side["provider_response"]), ("relay → client (Anthropic Messages)", data.decode("utf-8", "replace"))]
+            parts = [("provider → relay", side["provider_response"]), ("relay → client (Anthropic Messages)", data)]
         else:
-            parts = [("provider → relay", data.decode("utf-8", "replace")), ("relay → client (Anthropic Messages)", side.get("client_response", ""))]
+            parts = [("provider → relay", data), ("relay → client (Anthropic Messages)", side.get("client_response", b""))]
         title = flow.comment if flow is not None and flow.comment else "llmrelay"
         return title, _lines(parts)
 
@@ -217,9 +220,10 @@ class BothSides(contentviews.View):
         return 2.0 if flow is not None and SIDE in getattr(flow, "metadata", {}) else 0.0
 
 
-def _lines(parts: list[tuple[str, str]]):
-    for heading, text in parts:
+def _lines(parts: list[tuple[str, bytes]]):
+    for heading, body in parts:
         yield [("header", f"── {heading} ──")]
+        text = body.decode("utf-8", "replace")
         try:
             text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
         except ValueError:

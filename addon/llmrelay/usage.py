@@ -61,18 +61,30 @@ def summary(entry: dict[str, Any]) -> str:
 
 
 class UsageLog:
+    """Appends records; the day's files stay open (one write per record, no open per record)."""
+
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).expanduser()
+        self._files: dict[tuple[str, str], Any] = {}
 
     def write(self, entry: dict[str, Any]) -> None:
         day = entry["time"][:10]
         line = orjson.dumps(entry) + b"\n"
         kinds = ("usage", "errors") if entry["status"] >= 400 or entry["error_type"] else ("usage",)
         for kind in kinds:
-            path = self.folder / kind / f"{day}.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("ab") as f:
-                f.write(line)
+            f = self._files.get((kind, day))
+            if f is None:
+                if any(open_day != day for _, open_day in self._files):
+                    self.close()  # a new day: the old day's files are done
+                path = self.folder / kind / f"{day}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                f = self._files[(kind, day)] = path.open("ab", buffering=0)
+            f.write(line)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
 
 
 def read(folder: str | Path, kind: str = "usage") -> list[dict[str, Any]]:
