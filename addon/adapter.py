@@ -140,7 +140,6 @@ class Adapter:
         exchange = self.exchanges.get(flow.id)
         if exchange is None:
             return
-        _redact(flow, exchange)
         recorded = self.recorded.pop(flow.id, None)
         if recorded is not None and flow.response is not None:
             headers, raw, sent = recorded
@@ -149,6 +148,7 @@ class Adapter:
             exchange.stream_ended(flow.response.content)
             if SIDE in flow.metadata:
                 flow.metadata[SIDE]["client_response"] = b"".join(sent) if sent else flow.response.content
+        _redact(flow, exchange)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.recorded.pop(flow.id, None)
@@ -234,11 +234,14 @@ def _lines(parts: list[tuple[str, bytes]]):
 
 
 def _redact(flow: http.HTTPFlow, exchange: Exchange) -> None:
-    """The request has gone out: what stays on the flow (mitmweb, `-w` files) holds no key."""
+    """The request has gone out: what stays on the flow (mitmweb, `-w` files) holds no key,
+    and no cookie a provider set."""
     headers = flow.request.headers
-    for name in exchange.secret_headers:
+    for name in (*exchange.secret_headers, "cookie"):
         if name in headers:
             headers[name] = "[REDACTED]"
+    if flow.response is not None and "set-cookie" in flow.response.headers:
+        flow.response.headers["set-cookie"] = "[REDACTED]"
 
 
 def _fields(headers: dict[str, str], **more: str) -> tuple[tuple[bytes, bytes], ...]:
