@@ -54,7 +54,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from mock_openai import (DEFAULT_CHUNKS, MockOpenAI, RecordedRequest, RequestRejected, Turn, _as_bytes,
+from mock_openai import (DEFAULT_CHUNKS, MockOpenAI, RequestRejected, Turn, _as_bytes,
                          load_script_file, new_id, send_body, send_chunked, spawn_mock, split_sse, split_text)
 
 DEFAULT_MODELS = ("claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5-20251001")
@@ -332,13 +332,7 @@ class MockAnthropic(MockOpenAI):
 
     async def _serve(self, writer: asyncio.StreamWriter, method: str, path: str, headers: dict[str, str],
                      raw: bytes) -> None:
-        try:
-            body = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            body = None
-        self.requests.append(RecordedRequest(method, path, headers, body, raw))
-        if self.log:
-            print(f"mock-anthropic: {method} {path} ({len(raw)} bytes)", file=sys.stderr, flush=True)
+        body = self._record(method, path, headers, raw)
         try:
             route = (method, path)
             if route not in ROUTES or (path == COUNT_TOKENS_PATH and not self.count_tokens):

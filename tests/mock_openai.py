@@ -651,15 +651,20 @@ class MockOpenAI:
             self._connections.discard(task)
             writer.close()
 
-    async def _serve(self, writer: asyncio.StreamWriter, method: str, path: str, headers: dict[str, str],
-                     raw: bytes) -> None:
+    def _record(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Any:
+        """Log the request (rejected ones too) and return its JSON body, or None."""
         try:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             body = None
         self.requests.append(RecordedRequest(method, path, headers, body, raw))
         if self.log:
-            print(f"mock-openai: {method} {path} ({len(raw)} bytes)", file=sys.stderr, flush=True)
+            print(f"{type(self).__name__}: {method} {path} ({len(raw)} bytes)", file=sys.stderr, flush=True)
+        return body
+
+    async def _serve(self, writer: asyncio.StreamWriter, method: str, path: str, headers: dict[str, str],
+                     raw: bytes) -> None:
+        body = self._record(method, path, headers, raw)
         try:
             self._check_auth(headers)
             if method == "POST" and path == "/v1/chat/completions":
