@@ -453,10 +453,7 @@ def main(argv: list[str] | None = None) -> None:
              "repeat_last": False if args.no_repeat_last else None}
     options.update({key: value for key, value in flags.items() if value is not None})  # set flags win
     mock = MockAnthropic(config.get("turns", ()), port=args.port, log=args.log, **options)
-    try:
-        asyncio.run(mock.serve_forever(on_ready=lambda port: print(f"READY {port}", flush=True)))
-    except KeyboardInterrupt:
-        pass
+    mock.serve_as_process()
 
 
 if __name__ == "__main__":

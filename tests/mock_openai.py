@@ -603,6 +603,13 @@ class MockOpenAI:
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
 
+    def serve_as_process(self) -> None:
+        """Subprocess mode: serve on this thread, saying `READY <port>` once listening."""
+        try:
+            asyncio.run(self.serve_forever(on_ready=lambda port: print(f"READY {port}", flush=True)))
+        except KeyboardInterrupt:
+            pass
+
     async def serve_forever(self, on_ready: Callable[[int], None] | None = None) -> None:
         """Serve on the current event loop (subprocess mode)."""
         await self._listen()
@@ -784,10 +791,7 @@ def main(argv: list[str] | None = None) -> None:
                       extra_fields=[*args.extra_field, *config.get("extra_fields", ())],
                       repeat_last=config.get("repeat_last", True) and not args.no_repeat_last,
                       models=config.get("models", DEFAULT_MODELS), log=args.log)
-    try:
-        asyncio.run(mock.serve_forever(on_ready=lambda port: print(f"READY {port}", flush=True)))
-    except KeyboardInterrupt:
-        pass
+    mock.serve_as_process()
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
             provider = config.providers[route.provider]
             counting = path.endswith("count_tokens")
             if isinstance(provider, AnthropicProvider) and (provider.count_tokens or not counting):
-                return _anthropic(config, route, provider, path, body, headers or {}, envelope.stream)
+                return _anthropic(config, route, provider, path, body, headers or {}, envelope)
             return _count_tokens(body) if counting else _messages(config, route, provider, body)
         if method == "GET" and path == "/v1/models":
             return Reply(200, orjson.dumps(models_list(config)))
@@ -99,14 +99,14 @@ def models_list(config: Config) -> dict[str, Any]:
 
 
 def _anthropic(
-    config: Config, route: Route, provider: AnthropicProvider, path: str, body: bytes, headers: dict[str, str], stream: bool
+    config: Config, route: Route, provider: AnthropicProvider, path: str, body: bytes, headers: dict[str, str], envelope: a.Envelope
 ) -> Forward:
-    upstream_body, upstream_headers, _ = anthropic_compat.prepare(body, route, provider, headers)
+    upstream_body, upstream_headers = anthropic_compat.prepare(body, route, provider, headers)
     exchange = AnthropicExchange(
-        client_model=parse(a.parse_envelope, body).model,
+        client_model=envelope.model,
         route=route,
         provider=provider,
-        client_stream=stream,
+        client_stream=envelope.stream,
         secrets=config.secrets,
         secret_headers=("authorization", "x-api-key", *(name.lower() for name in provider.headers)),
         count_tokens_body=body if path.endswith("count_tokens") else None,

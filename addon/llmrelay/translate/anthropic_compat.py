@@ -21,8 +21,8 @@ from ..config import AnthropicProvider, Route
 from ..errors import RelayError
 
 
-def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_headers: dict[str, str]) -> tuple[bytes, dict[str, str], bool]:
-    """The request for the provider: body, headers, and whether it is asked to stream."""
+def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """The request for the provider: body and headers."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -33,9 +33,8 @@ def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_heade
     cap = route.max_output_tokens or provider.max_output_tokens
     if cap and isinstance(data.get("max_tokens"), int) and data["max_tokens"] > cap:
         data["max_tokens"] = cap
-    stream = bool(data.get("stream")) and provider.supports_streaming
-    if data.get("stream") and not stream:
-        data["stream"] = False
+    if data.get("stream") and not provider.supports_streaming:
+        data["stream"] = False  # the stream is built here from the JSON answer
     if provider.strip_cache_ttl:
         _strip_ttl(data)
 
@@ -53,7 +52,7 @@ def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_heade
         else:
             headers["x-api-key"] = provider.key
     headers.update(provider.headers)
-    return orjson.dumps(data), headers, stream
+    return orjson.dumps(data), headers
 
 
 def _betas(value: str, drop: list[str] | str) -> str:
