@@ -71,6 +71,14 @@ class Adapter:
         # moving it out of the collector's reach makes each full collection, which the
         # garbage of every translated request sets off now and then, walk far fewer objects.
         gc.freeze()
+        # mitmproxy's objects for each connection and request refer to each other, so a
+        # finished flow, bodies and all, is freed only by the cycle collector; one that was in
+        # flight during a young collection waits for a full one, which by default comes only
+        # after ten middle ones. With our flows carrying a 100 KB request twice, that let RSS
+        # climb ~50 MB above the working set. A full collection after every fourth middle one
+        # keeps it flat for the same collector time in all (measured: 2,000 streamed requests
+        # at 16 at a time, 258 vs 260 ms of collections, RSS 97 vs 134 MB).
+        gc.set_threshold(700, 4, 1)
         if self.late not in ctx.master.addons.chain:
             ctx.master.addons.add(self.late)
         contentviews.add(self.view)
@@ -91,10 +99,11 @@ class Adapter:
         if isinstance(outcome, relay.Reply):
             flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
         elif isinstance(outcome, relay.Forward):
-            # A new Headers object is much cheaper than editing the old one; the Host header
-            # is filled in by the host and port setters, which must come after the scheme.
-            req.headers = http.Headers(_fields(outcome.headers, host=""))
-            req.content = outcome.body
+            # New Headers and raw content are much cheaper than editing the old ones (each
+            # header access scans them all); the Host header is filled in by the host and port
+            # setters, which must come after the scheme.
+            req.headers = http.Headers(_fields(_sized(outcome.headers, outcome.body), host=""))
+            req.raw_content = outcome.body
             req.scheme, req.host, req.port, req.path = outcome.target
             self.exchanges[flow.id] = outcome.exchange
             # The client's side, for mitmweb: the flow itself holds the provider's side.
@@ -143,11 +152,12 @@ class Adapter:
         recorded = self.recorded.pop(flow.id, None)
         if recorded is not None and flow.response is not None:
             headers, raw, sent = recorded
+            provider_side = b"".join(raw)  # as received: the request asked for no encoding
             flow.response.headers = headers
-            flow.response.content = b"".join(raw)
-            exchange.stream_ended(flow.response.content)
+            flow.response.raw_content = provider_side
+            exchange.stream_ended(provider_side)
             if SIDE in flow.metadata:
-                flow.metadata[SIDE]["client_response"] = b"".join(sent) if sent else flow.response.content
+                flow.metadata[SIDE]["client_response"] = b"".join(sent) if sent else provider_side
         _redact(flow, exchange)
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -188,8 +198,8 @@ class Translate:
                 flow.metadata[SIDE]["provider_response"] = provider_side
             response.status_code = reply.status
             response.reason = RESPONSES.get(reply.status, "")
-            response.headers = http.Headers(_fields(reply.headers))
-            response.content = reply.body
+            response.headers = http.Headers(_fields(_sized(reply.headers, reply.body)))
+            response.raw_content = reply.body
         error_type = None
         if response.status_code >= 400 and not exchange.streamed:
             error_type = orjson.loads(response.content).get("error", {}).get("type")
@@ -236,20 +246,29 @@ def _lines(parts: list[tuple[str, bytes]]):
 def _redact(flow: http.HTTPFlow, exchange: Exchange) -> None:
     """The request has gone out: what stays on the flow (mitmweb, `-w` files) holds no key,
     and no cookie a provider set."""
-    headers = flow.request.headers
-    for name in (*exchange.secret_headers, "cookie"):
-        if name in headers:
-            headers[name] = "[REDACTED]"
-    if flow.response is not None and "set-cookie" in flow.response.headers:
-        flow.response.headers["set-cookie"] = "[REDACTED]"
+    secret = {name.encode() for name in exchange.secret_headers} | {b"cookie"}
+    flow.request.headers.fields = _redacted(flow.request.headers.fields, secret)
+    if flow.response is not None:
+        flow.response.headers.fields = _redacted(flow.response.headers.fields, {b"set-cookie"})
+
+
+def _redacted(fields: tuple[tuple[bytes, bytes], ...], names: set[bytes]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((name, b"[REDACTED]" if name.lower() in names else value) for name, value in fields)
 
 
 def _fields(headers: dict[str, str], **more: str) -> tuple[tuple[bytes, bytes], ...]:
     return tuple((name.encode(), value.encode()) for name, value in (headers | more).items())
 
 
+def _sized(headers: dict[str, str], body: bytes) -> dict[str, str]:
+    """With the body set as raw content, its length is ours to state."""
+    return headers | {"content-length": str(len(body))}
+
+
 def _lower(headers: http.Headers) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()}
+    """Header names in lower case → values; read from the raw fields, which is much faster
+    than going through the Headers mapping. A repeated header keeps its last value."""
+    return {name.decode("latin-1").lower(): value.decode("utf-8", "surrogateescape") for name, value in headers.fields}
 
 
 addons = [Adapter()]

@@ -50,7 +50,7 @@ class _Provider(_Strict):
     def key(self) -> str | None:
         return self.api_key.get_secret_value() or None if self.api_key else None
 
-    @property
+    @cached_property
     def host(self) -> str:
         return urlsplit(self.base_url).hostname or ""
 
@@ -89,14 +89,14 @@ class OpenAIProvider(_Provider):
     # require it on turns with tool calls; default: on for their hosts only.
     reasoning_history: bool | None = None
 
-    @property
+    @cached_property
     def output_field(self) -> str:
         if self.max_tokens_field:
             return self.max_tokens_field
         official = self.host == "api.openai.com" or self.host.endswith(".openai.azure.com")
         return "max_completion_tokens" if official else "max_tokens"
 
-    @property
+    @cached_property
     def echoes_reasoning(self) -> bool:
         if self.reasoning_history is not None:
             return self.reasoning_history

@@ -59,15 +59,23 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
     path = path.split("?", 1)[0].rstrip("/")
     try:
         if method == "POST" and path in ("/v1/messages", "/v1/messages/count_tokens"):
-            envelope = parse(a.parse_envelope, body)
+            counting = path.endswith("count_tokens")
+            # An OpenAI-compatible route needs the whole request read, so read it once, up
+            # front; what this relay cannot read may still go to an Anthropic-compatible
+            # route or pass through, which only need the model.
+            request: a.Request | RelayError | None = None if counting else _try(a.parse_request, body)
+            envelope = request if isinstance(request, a.Request) else parse(a.parse_envelope, body)
             route = config.route(envelope.model)
             if route is None:
                 return None  # passthrough: on to the reverse-mode target, untouched
             provider = config.providers[route.provider]
-            counting = path.endswith("count_tokens")
             if isinstance(provider, AnthropicProvider) and (provider.count_tokens or not counting):
                 return _anthropic(config, route, provider, path, body, headers or {}, envelope)
-            return _count_tokens(body) if counting else _messages(config, route, provider, body)
+            if counting:
+                return _count_tokens(body)
+            if isinstance(request, RelayError):
+                raise request
+            return _messages(config, route, provider, request, len(body))
         if method == "GET" and path == "/v1/models":
             return Reply(200, orjson.dumps(models_list(config)))
         if method == "GET" and path == "/health":
@@ -87,6 +95,14 @@ def parse(parser: Callable[[bytes], Any], body: bytes) -> Any:
         raise RelayError(str(e)) from None
 
 
+def _try(parser: Callable[[bytes], Any], body: bytes) -> Any:
+    """What `parse` returns, or the error it would raise."""
+    try:
+        return parse(parser, body)
+    except RelayError as e:
+        return e
+
+
 def _count_tokens(body: bytes) -> Reply:
     req = parse(a.parse_count_tokens, body)
     return Reply(200, orjson.dumps({"input_tokens": tokens.count_request(req)}))
@@ -99,7 +115,7 @@ def models_list(config: Config) -> dict[str, Any]:
 
 
 def _anthropic(
-    config: Config, route: Route, provider: AnthropicProvider, path: str, body: bytes, headers: dict[str, str], envelope: a.Envelope
+    config: Config, route: Route, provider: AnthropicProvider, path: str, body: bytes, headers: dict[str, str], envelope: a.Envelope | a.Request
 ) -> Forward:
     upstream_body, upstream_headers = anthropic_compat.prepare(body, route, provider, headers)
     exchange = AnthropicExchange(
@@ -115,8 +131,7 @@ def _anthropic(
     return Forward((scheme, host, port, prefix + path), upstream_headers, upstream_body, exchange)
 
 
-def _messages(config: Config, route: Route, provider: OpenAIProvider, body: bytes) -> Forward:
-    req = parse(a.parse_request, body)
+def _messages(config: Config, route: Route, provider: OpenAIProvider, req: a.Request, size: int) -> Forward:
     upstream_stream = req.stream and provider.supports_streaming
     chat, names = to_chat(req, route, provider, stream=upstream_stream)
     headers = {
@@ -133,7 +148,7 @@ def _messages(config: Config, route: Route, provider: OpenAIProvider, body: byte
         provider=provider,
         client_stream=req.stream,
         tool_names=names.original,
-        input_estimate=len(body) // 4,
+        input_estimate=size // 4,
         secrets=config.secrets,
         secret_headers=("authorization", *(name.lower() for name in provider.headers)),
     )
@@ -317,7 +332,7 @@ def _events(body: bytes) -> list[dict[str, Any]]:
 
 
 def encode(events: Iterable[dict[str, Any]]) -> bytes:
-    return b"".join(sse.encode(event["type"], orjson.dumps(event)) for event in events)
+    return b"".join([sse.encode(event["type"], orjson.dumps(event)) for event in events])
 
 
 STREAM_HEADERS = {"content-type": EVENT_STREAM, "cache-control": "no-cache", "transfer-encoding": "chunked"}
