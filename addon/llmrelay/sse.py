@@ -28,6 +28,11 @@ class Decoder:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if not self._rest and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2 and chunk.endswith(b"\n\n"):
+            # The usual read: one whole event of one data line (`data: {...}` and a blank
+            # line) with nothing pending; no need to split it into lines.
+            if b"\r" not in chunk and not self._data and self._event is None:
+                return [Event(None, chunk[6:-2])]
         buf = self._rest + chunk if self._rest else chunk
         held = b""
         if b"\r" in buf:
@@ -69,4 +74,10 @@ class Decoder:
 
 def encode(event: str, data: bytes) -> bytes:
     """One event in the layout the Anthropic API uses: `event:` line, `data:` line, blank line."""
-    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+    head = _HEADS.get(event)
+    if head is None:
+        head = _HEADS[event] = b"event: " + event.encode() + b"\ndata: "
+    return head + data + b"\n\n"
+
+
+_HEADS: dict[str, bytes] = {}  # event name → its `event:` line and the start of its `data:` line

@@ -174,11 +174,13 @@ class ChatTranslator:
     # --- chunks -----------------------------------------------------------------------
 
     def _on_chunk(self, chunk: Chunk) -> None:
-        self._start()
-        usage = usage_of(chunk)
-        if usage is not None:
-            self.usage = _usage(usage)
-            self.reasoning_tokens = (usage.completion_tokens_details or {}).get("reasoning_tokens") or 0
+        if not self._started:
+            self._start()
+        if chunk.usage is not None or chunk.x_groq is not None:
+            usage = usage_of(chunk)
+            if usage is not None:
+                self.usage = _usage(usage)
+                self.reasoning_tokens = (usage.completion_tokens_details or {}).get("reasoning_tokens") or 0
         for choice in chunk.choices or ():
             if choice.index != 0:  # n > 1: Anthropic has one answer per message
                 continue
@@ -196,7 +198,9 @@ class ChatTranslator:
             self._thinking(delta.reasoning)
         content = delta.content
         if isinstance(content, str):
-            if content:
+            if self._think.done:  # past any <think> part: the common case, kept short
+                self._text(content)
+            elif content:
                 for kind, text in self._think.split(content):
                     self._thinking(text) if kind == "thinking" else self._text(text)
         elif content:
@@ -366,6 +370,7 @@ class _ThinkTags:
     def __init__(self) -> None:
         self._state = "start"  # start → (thinking → after →) text
         self._held = ""
+        self.done = False  # in the text state: everything from now on is text
 
     def split(self, text: str) -> list[tuple[str, str]]:
         if self._state == "text":
@@ -381,7 +386,7 @@ class _ThinkTags:
                 self._held = text
                 return []
             else:
-                self._state = "text"
+                self._state, self.done = "text", True
                 return [("text", text)]
         out: list[tuple[str, str]] = []
         if self._state == "thinking":
@@ -396,7 +401,7 @@ class _ThinkTags:
             self._state, text = "after", text[end + len(self.CLOSE) :]
         text = text.lstrip("\r\n")
         if text:
-            self._state = "text"
+            self._state, self.done = "text", True
             out.append(("text", text))
         return out
 
