@@ -27,6 +27,7 @@ import time
 
 import orjson
 from mitmproxy import contentviews, ctx, exceptions, http
+from mitmproxy.net.http import url
 from mitmproxy.net.http.status_codes import RESPONSES
 
 from llmrelay import relay, usage
@@ -99,12 +100,17 @@ class Adapter:
         if isinstance(outcome, relay.Reply):
             flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
         elif isinstance(outcome, relay.Forward):
-            # New Headers and raw content are much cheaper than editing the old ones (each
-            # header access scans them all); the Host header is filled in by the host and port
-            # setters, which must come after the scheme.
-            req.headers = http.Headers(_fields(_sized(outcome.headers, outcome.body), host=""))
+            # New headers, raw content and the target written straight into the request's
+            # data are much cheaper than the setters, which scan and rewrite the headers on
+            # each call (the host and port setters both rewrite Host).
+            scheme, host, port, path = outcome.target
+            authority = url.hostport(scheme, host, port)
+            req.headers = http.Headers(_fields(_sized(outcome.headers, outcome.body), host=authority))
             req.raw_content = outcome.body
-            req.scheme, req.host, req.port, req.path = outcome.target
+            data = req.data
+            data.scheme, data.host, data.port, data.path = scheme.encode(), host, port, path.encode()
+            if data.authority:  # HTTP/2 and 3 clients: :authority stands for Host
+                req.authority = authority
             self.exchanges[flow.id] = outcome.exchange
             # The client's side, for mitmweb: the flow itself holds the provider's side.
             flow.metadata[SIDE] = {"client_request": req_body or b""}  # bytes: kept, not copied

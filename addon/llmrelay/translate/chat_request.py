@@ -38,6 +38,7 @@ import hashlib
 import re
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 from ..config import OpenAIProvider as Provider, Route
@@ -106,7 +107,7 @@ def to_chat(req: a.Request, route: Route, provider: Provider, *, stream: bool) -
         user = req.metadata.user_id
         body["user"] = user if len(user) <= 64 else hashlib.sha256(user.encode()).hexdigest()
 
-    tools = _tool_set(req.tools, provider) if req.tools and bytes(req.tools) != b"null" else None
+    tools = _tool_set(req.tools, provider) if req.tools and req.tools != _NULL else None
     visible = [fn for tool, fn in tools.functions if not tool.defer_loading or tool.name in names.loaded] if tools else []
     if visible:
         names.original.update(tools.shortened)
@@ -139,28 +140,30 @@ def _reasoning(req: a.Request, control: str, body: dict[str, Any]) -> None:
 
 
 class _ToolSet(NamedTuple):
-    raw: bytes
+    raw: msgspec.Raw  # a copy of the bytes they came as: the request's own die with it
     functions: list[tuple[a.Tool, orjson.Fragment]]  # each tool and its translation, as JSON
     shortened: dict[str, str]  # short name → original, for names that had to change
 
 
 _RECENT_TOOL_SETS: list[_ToolSet] = []
+_NULL = msgspec.Raw(b"null")
 
 
-def _tool_set(raw: Any, provider: Provider) -> _ToolSet:
+def _tool_set(raw: msgspec.Raw, provider: Provider) -> _ToolSet:
     """The translated tools, cached by their exact bytes: Claude Code sends the same ~60 KB of
-    tool definitions on every turn, and comparing bytes is far cheaper than translating."""
-    data = bytes(raw)
+    tool definitions on every turn, and comparing bytes is far cheaper than translating.
+    Raw compares with Raw without copying either side out of its request body."""
     for entry in _RECENT_TOOL_SETS:
-        if entry.raw == data:
+        if entry.raw == raw:
             return entry
+    data = bytes(raw)
     try:
         tools = a.parse_tools(data)
     except a.InvalidRequest as e:
         raise RelayError(f"tools{e}" if str(e).startswith("[") else f"tools: {e}") from None
     names = ToolNames()
     functions = [(tool, orjson.Fragment(orjson.dumps(_tool(tool, names, provider)))) for tool in tools]
-    entry = _ToolSet(data, functions, names.original)
+    entry = _ToolSet(msgspec.Raw(data), functions, names.original)
     _RECENT_TOOL_SETS.insert(0, entry)
     del _RECENT_TOOL_SETS[8:]
     return entry
