@@ -67,6 +67,16 @@ def test_messages_are_rewritten_for_the_provider_without_client_credentials(adap
     assert body["model"] == "small-model" and body["stream"] is True
 
 
+def test_an_http2_request_gets_the_providers_authority(adapter) -> None:
+    f = flow("/v1/messages", MESSAGE)
+    f.request.http_version = "HTTP/2.0"
+    f.request.authority = "127.0.0.1:9"  # what :authority carried from the client
+    adapter.request(f)
+    assert f.request.authority == "provider.example"
+    assert f.request.host_header == "provider.example"
+    assert f.request.pretty_url == "https://provider.example/v1/chat/completions"
+
+
 def test_a_stream_is_translated_chunk_by_chunk(adapter) -> None:
     f = flow("/v1/messages", {**MESSAGE, "stream": True})
     adapter.request(f)
