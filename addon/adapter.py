@@ -75,8 +75,8 @@ class Adapter:
         # mitmproxy's objects for each connection and request refer to each other, so a
         # finished flow, bodies and all, is freed only by the cycle collector; one that was in
         # flight during a young collection waits for a full one, which by default comes only
-        # after ten middle ones. With our flows carrying a 100 KB request twice, that let RSS
-        # climb ~50 MB above the working set. A full collection after every fourth middle one
+        # after ten middle ones. With flows holding an 80 KB Claude Code request twice, RSS could
+        # climb ~35 MB above the working set. A full collection after every fourth middle one
         # keeps it flat for the same collector time in all (measured: 2,000 streamed requests
         # at 16 at a time, 258 vs 260 ms of collections, RSS 97 vs 134 MB).
         gc.set_threshold(700, 4, 1)
