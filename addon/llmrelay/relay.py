@@ -115,7 +115,13 @@ def models_list(config: Config) -> dict[str, Any]:
 
 
 def _anthropic(
-    config: Config, route: Route, provider: AnthropicProvider, path: str, body: bytes, headers: dict[str, str], envelope: a.Envelope | a.Request
+    config: Config,
+    route: Route,
+    provider: AnthropicProvider,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    envelope: a.Envelope | a.Request,
 ) -> Forward:
     upstream_body, upstream_headers = anthropic_compat.prepare(body, route, provider, headers)
     exchange = AnthropicExchange(

@@ -28,11 +28,12 @@ class Decoder:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[Event]:
-        if not self._rest and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2 and chunk.endswith(b"\n\n"):
-            # The usual read: one whole event of one data line (`data: {...}` and a blank
-            # line) with nothing pending; no need to split it into lines.
-            if b"\r" not in chunk and not self._data and self._event is None:
-                return [Event(None, chunk[6:-2])]
+        # The usual read: one whole event of one data line (`data: {...}` and a blank line)
+        # with nothing pending; no need to split it into lines.
+        pending = self._rest or self._data or self._event is not None
+        one_line = chunk.find(b"\n") == len(chunk) - 2 and chunk.endswith(b"\n\n") and b"\r" not in chunk
+        if not pending and one_line and chunk.startswith(b"data: "):
+            return [Event(None, chunk[6:-2])]
         buf = self._rest + chunk if self._rest else chunk
         held = b""
         if b"\r" in buf:

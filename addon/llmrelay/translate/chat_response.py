@@ -174,13 +174,11 @@ class ChatTranslator:
     # --- chunks -----------------------------------------------------------------------
 
     def _on_chunk(self, chunk: Chunk) -> None:
-        if not self._started:
-            self._start()
-        if chunk.usage is not None or chunk.x_groq is not None:
-            usage = usage_of(chunk)
-            if usage is not None:
-                self.usage = _usage(usage)
-                self.reasoning_tokens = (usage.completion_tokens_details or {}).get("reasoning_tokens") or 0
+        self._start()
+        usage = usage_of(chunk)
+        if usage is not None:
+            self.usage = _usage(usage)
+            self.reasoning_tokens = (usage.completion_tokens_details or {}).get("reasoning_tokens") or 0
         for choice in chunk.choices or ():
             if choice.index != 0:  # n > 1: Anthropic has one answer per message
                 continue
@@ -370,7 +368,11 @@ class _ThinkTags:
     def __init__(self) -> None:
         self._state = "start"  # start → (thinking → after →) text
         self._held = ""
-        self.done = False  # in the text state: everything from now on is text
+
+    @property
+    def done(self) -> bool:
+        """Everything from now on is text."""
+        return self._state == "text"
 
     def split(self, text: str) -> list[tuple[str, str]]:
         if self._state == "text":
@@ -386,7 +388,7 @@ class _ThinkTags:
                 self._held = text
                 return []
             else:
-                self._state, self.done = "text", True
+                self._state = "text"
                 return [("text", text)]
         out: list[tuple[str, str]] = []
         if self._state == "thinking":
@@ -401,7 +403,7 @@ class _ThinkTags:
             self._state, text = "after", text[end + len(self.CLOSE) :]
         text = text.lstrip("\r\n")
         if text:
-            self._state, self.done = "text", True
+            self._state = "text"
             out.append(("text", text))
         return out
 
