@@ -21,7 +21,6 @@ This file is only mitmproxy glue; the work happens in the `llmrelay` package bes
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import time
 
@@ -30,6 +29,8 @@ from mitmproxy import contentviews, ctx, exceptions, http
 from mitmproxy.net.http import url
 from mitmproxy.net.http.status_codes import RESPONSES
 
+import both_sides
+from both_sides import SIDE, BothSides
 from llmrelay import relay, usage
 from llmrelay.config import Config, ConfigError, load_config
 
@@ -53,6 +54,7 @@ class Adapter:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
         loader.add_option("adapter_data_dir", str, "~/.llmrelay", "Where llmrelay keeps its usage records.")
         loader.add_option("adapter_usage", bool, True, "Append one usage record per routed request to <data dir>/usage/.")
+        both_sides.register(self.view)
 
     def configure(self, updated: set[str]) -> None:
         if updated & {"adapter_data_dir", "adapter_usage"}:
@@ -82,7 +84,6 @@ class Adapter:
         gc.set_threshold(700, 4, 1)
         if self.late not in ctx.master.addons.chain:
             ctx.master.addons.add(self.late)
-        contentviews.add(self.view)
 
     def done(self) -> None:
         if self.usage_log is not None:
@@ -210,43 +211,6 @@ class Translate:
         if response.status_code >= 400 and not exchange.streamed:
             error_type = orjson.loads(response.content).get("error", {}).get("type")
         self.adapter.account(flow, exchange, response.status_code, error_type)
-
-
-SIDE = "llmrelay"  # flow.metadata key: the side of the exchange the flow does not show
-
-
-class BothSides(contentviews.View):
-    """mitmweb's view of a translated flow: what the client sent and received (Anthropic) next
-    to what went to and came from the provider."""
-
-    name = "llmrelay: both sides"
-
-    def __call__(self, data: bytes, *, flow=None, http_message=None, **unknown) -> contentviews.TViewResult:
-        side = flow.metadata.get(SIDE, {}) if flow is not None else {}
-        if flow is not None and http_message is flow.request:
-            parts = [("client → relay (Anthropic Messages)", side.get("client_request", b"")), ("relay → provider", data)]
-        elif "provider_response" in side:
-            parts = [("provider → relay", side["provider_response"]), ("relay → client (Anthropic Messages)", data)]
-        else:
-            parts = [("provider → relay", data), ("relay → client (Anthropic Messages)", side.get("client_response", b""))]
-        title = flow.comment if flow is not None and flow.comment else "llmrelay"
-        return title, _lines(parts)
-
-    def render_priority(self, data: bytes, *, flow=None, **unknown) -> float:
-        return 2.0 if flow is not None and SIDE in getattr(flow, "metadata", {}) else 0.0
-
-
-def _lines(parts: list[tuple[str, bytes]]):
-    for heading, body in parts:
-        yield [("header", f"── {heading} ──")]
-        text = body.decode("utf-8", "replace")
-        try:
-            text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-        except ValueError:
-            pass
-        for line in text.splitlines():
-            yield [("text", line)]
-        yield [("text", "")]
 
 
 def _redact(flow: http.HTTPFlow, exchange: Exchange) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
-import httpx
+
+from sdk_http import anthropic_httpx as httpx
 
 
 def check_events(events: list[dict[str, Any]]) -> None:

@@ -9,6 +9,9 @@ from relay_process import Relay
 
 PROVIDER_KEY = "sk-provider-secret-0123456789"
 CLIENT_KEY = "sk-ant-client-secret-0123456789"
+# What must never appear in a relay's output (cancelled connections at shutdown are mitmproxy's
+# own noise; these are ours).
+FAILURE_SIGNS = ("Addon error", "has crashed", "llmrelay: translating", "llmrelay: reading", "DeprecationWarning")
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +60,7 @@ def relay(mock: MockOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Relay:
     workdir = tmp_path_factory.mktemp("relay")
     with Relay(write_config(workdir, mock), workdir) as process:
         yield process
-    # Cancelled connections at shutdown are mitmproxy's own noise; failures of ours are not.
-    for sign in ("Addon error", "has crashed", "llmrelay: translating", "llmrelay: reading"):
+    for sign in FAILURE_SIGNS:
         assert sign not in process.output(), process.output()
 
 
@@ -135,5 +137,5 @@ models:
     )
     with Relay(config, workdir, reverse=anthropic_api.base_url) as process:
         yield process
-    for sign in ("Addon error", "has crashed", "llmrelay: translating", "llmrelay: reading"):
+    for sign in FAILURE_SIGNS:
         assert sign not in process.output(), process.output()

@@ -305,6 +305,12 @@ def render_stream_events(turn: dict, request: dict, prompt_bytes: int) -> list[b
 # --------------------------------------------------------------------------- server
 
 
+def api_key_of(headers: dict[str, str]) -> str | None:
+    """The API key a request carries: `x-api-key`, or `Authorization: Bearer` (anthropic 2.x)."""
+    bearer = headers.get("authorization", "")
+    return headers.get("x-api-key") or (bearer[7:] if bearer.startswith("Bearer ") else None)
+
+
 class MockAnthropic(MockOpenAI):
     """A scripted Anthropic Messages API on 127.0.0.1; lifecycle, `requests`, `set_script` and
     `turns_used` as in MockOpenAI. `base_url` has no /v1, as the Anthropic SDK expects."""
@@ -313,7 +319,8 @@ class MockAnthropic(MockOpenAI):
                  bearer: bool = False, system_role: bool = True, reject_fields: Iterable[str] = (),
                  reject_betas: Iterable[str] = (), reject_cache_ttl: bool = False, count_tokens: bool = True,
                  repeat_last: bool = True, models: Iterable[str] = DEFAULT_MODELS, log: bool = False):
-        """`bearer`: expect `Authorization: Bearer <api_key>` instead of `x-api-key`.
+        """`api_key`: the key, as `x-api-key` or, as the SDK sends it from 2.x on, a bearer token.
+        `bearer`: expect `Authorization: Bearer <api_key>` only, like some compatible providers.
         `system_role`: accept role "system" inside `messages`, as the API now does.
         `reject_fields`, `reject_betas`, `reject_cache_ttl`: answer 400 to these top-level fields,
         `anthropic-beta` values, and `cache_control.ttl`, like some compatible providers.
@@ -357,9 +364,9 @@ class MockAnthropic(MockOpenAI):
             if self.bearer:
                 if headers.get("authorization") != f"Bearer {self.api_key}":
                     raise Rejected("Invalid bearer token", status=401)
-            elif "x-api-key" not in headers:
+            elif (given := api_key_of(headers)) is None:
                 raise Rejected("x-api-key header is required", status=401)
-            elif headers["x-api-key"] != self.api_key:
+            elif given != self.api_key:
                 raise Rejected("invalid x-api-key", status=401)
         if "anthropic-version" not in headers:
             raise Rejected("anthropic-version: header is required")

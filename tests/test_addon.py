@@ -207,9 +207,19 @@ def test_a_translated_flow_gets_a_one_line_summary(adapter) -> None:
     assert f.comment.endswith(" ms · 200")
 
 
-def test_mitmweb_shows_both_sides_of_a_translated_flow(adapter) -> None:
-    from adapter import BothSides
+def rendered(message, flow) -> tuple[str, str]:
+    """The view mitmproxy picks for a message and its text, through mitmproxy's own content-view
+    machinery (mitmproxy 12's `prettify_message`, or 11's `get_message_content_view`)."""
+    from mitmproxy import contentviews
 
+    if hasattr(contentviews, "prettify_message"):
+        result = contentviews.prettify_message(message, flow)
+        return result.view_name, result.text
+    description, lines, _ = contentviews.get_message_content_view("auto", message, flow)
+    return description, "\n".join([description] + [text for line in lines for _, text in line])
+
+
+def test_mitmweb_shows_both_sides_of_a_translated_flow(adapter) -> None:
     f = flow("/v1/messages", {**MESSAGE, "stream": True})
     adapter.request(f)
     f.response = tutils.tresp(headers=((b"content-type", b"text/event-stream"),), content=None)
@@ -217,12 +227,11 @@ def test_mitmweb_shows_both_sides_of_a_translated_flow(adapter) -> None:
     f.response.stream(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
     f.response.stream(b"")
     finish(adapter, f)
-    view = BothSides()
-    assert view.render_priority(b"", flow=f) > 0
-    title, lines = view(f.request.content, flow=f, http_message=f.request)
-    request_text = "\n".join(text for line in lines for _, text in line)
+    view, request_text = rendered(f.request, f)
     assert "client → relay" in request_text and '"claude-haiku-4-5-20251001"' in request_text and '"small-model"' in request_text
-    title, lines = view(f.response.content, flow=f, http_message=f.response)
-    response_text = "\n".join(text for line in lines for _, text in line)
+    view, response_text = rendered(f.response, f)
     assert '"choices"' in response_text and "event: message_stop" in response_text
-    assert title.startswith("claude-haiku-4-5-20251001 → up:small-model")
+    assert "claude-haiku-4-5-20251001 → up:small-model" in response_text  # the flow's summary as title
+    # Flows the relay did not translate keep mitmproxy's own views.
+    plain = tflow.tflow(resp=True)
+    assert "both sides" not in rendered(plain.response, plain)[0]

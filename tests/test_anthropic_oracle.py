@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import anthropic
-import httpx
 import pytest
 
+from sdk_http import anthropic_httpx as httpx
 from tests.anthropic_oracle import message_from_events, read_message, sse_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic" / "responses"

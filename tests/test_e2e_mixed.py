@@ -12,6 +12,7 @@ import pytest
 
 import claude_code
 from conftest import CLIENT_KEY, COMPAT_KEY, PROVIDER_KEY
+from mock_anthropic import api_key_of
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -31,7 +32,7 @@ def test_an_unrouted_model_passes_through_with_the_clients_key(client, upstreams
     message = client.messages.create(model="claude-opus-4-1", max_tokens=20, messages=HELLO)
     assert message.content[0].text == "from Anthropic"
     (request,) = anthropic_api.requests
-    assert request.headers["x-api-key"] == CLIENT_KEY and request.body["model"] == "claude-opus-4-1"
+    assert api_key_of(request.headers) == CLIENT_KEY and request.body["model"] == "claude-opus-4-1"
     assert not openai_mock.requests and not compat.requests
     assert PROVIDER_KEY not in everything_sent(anthropic_api) and COMPAT_KEY not in everything_sent(anthropic_api)
 

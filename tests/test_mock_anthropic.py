@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import anthropic
-import httpx
 import pytest
 
+from sdk_http import anthropic_httpx as httpx
 from tests.anthropic_view import check_events
-from tests.mock_anthropic import MockAnthropic, spawn_mock_anthropic
+from tests.mock_anthropic import MockAnthropic, api_key_of, spawn_mock_anthropic
 
 API_KEY = "sk-ant-test-1234567890"
 MODEL = "claude-sonnet-4-5"
@@ -96,7 +96,7 @@ def raw_post(http: httpx.Client, mock: MockAnthropic, body: dict) -> httpx.Respo
 
 def test_create_text(mock, client):
     mock.set_script([{"text": "It is sunny.", "usage": {"input_tokens": 11, "cache_read_input_tokens": 5}}])
-    message = client.messages.create(model=MODEL, max_tokens=100, messages=[USER], temperature=0.2)
+    message = client.messages.create(model=MODEL, max_tokens=100, messages=[USER], extra_body={"temperature": 0.2})  # anthropic 2.x dropped the argument
     assert message.id.startswith("msg_01") and len(message.id) == 28
     assert message._request_id.startswith("req_011C")
     assert (message.type, message.role, message.model) == ("message", "assistant", MODEL)
@@ -106,7 +106,7 @@ def test_create_text(mock, client):
     assert message.usage.output_tokens > 0
     recorded = mock.requests[-1]
     assert (recorded.method, recorded.path) == ("POST", "/v1/messages")
-    assert recorded.headers["x-api-key"] == API_KEY and recorded.headers["anthropic-version"]
+    assert api_key_of(recorded.headers) == API_KEY and recorded.headers["anthropic-version"]
     assert recorded.body == {"model": MODEL, "max_tokens": 100, "messages": [USER], "temperature": 0.2}
 
 
@@ -275,20 +275,26 @@ def test_count_tokens_on_and_off(mock, client, connect):
             connect(bare).messages.count_tokens(model=MODEL, messages=[USER])
 
 
-def test_auth(mock, connect):
-    for auth, message in (({"api_key": "sk-ant-wrong"}, "invalid x-api-key"),
-                          ({"auth_token": API_KEY}, "x-api-key header is required")):
-        with pytest.raises(anthropic.AuthenticationError, match=message) as rejected:
-            connect(mock, **auth).messages.create(model=MODEL, max_tokens=5, messages=[USER])
-        assert rejected.value.body["error"]["type"] == "authentication_error"
+def test_auth(mock, connect, http):
+    with pytest.raises(anthropic.AuthenticationError, match="invalid x-api-key") as rejected:
+        connect(mock, api_key="sk-ant-wrong").messages.create(model=MODEL, max_tokens=5, messages=[USER])
+    assert rejected.value.body["error"]["type"] == "authentication_error"
+    body = {"model": MODEL, "max_tokens": 5, "messages": [USER]}
+    bare = http.post(mock.base_url + "/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"})
+    assert bare.status_code == 401 and "x-api-key header is required" in bare.text
+    # The key as x-api-key (anthropic < 2) or as a bearer token (anthropic 2.x) alike.
+    for auth in ({"x-api-key": API_KEY}, {"authorization": f"Bearer {API_KEY}"}):
+        answer = http.post(mock.base_url + "/v1/messages", json=body, headers={"anthropic-version": "2023-06-01", **auth})
+        assert answer.status_code == 200, answer.text
 
 
-def test_bearer_mode(connect):
+def test_bearer_mode(connect, http):
     with MockAnthropic(api_key=API_KEY, bearer=True) as mock:
         assert connect(mock, auth_token=API_KEY).messages.create(model=MODEL, max_tokens=5, messages=[USER])
         assert mock.requests[-1].headers["authorization"] == f"Bearer {API_KEY}"
-        with pytest.raises(anthropic.AuthenticationError, match="Invalid bearer token"):
-            connect(mock, api_key=API_KEY).messages.create(model=MODEL, max_tokens=5, messages=[USER])
+        body = {"model": MODEL, "max_tokens": 5, "messages": [USER]}
+        refused = http.post(mock.base_url + "/v1/messages", json=body, headers=HEADERS)
+        assert refused.status_code == 401 and "Invalid bearer token" in refused.text
 
 
 def test_subprocess_mode(tmp_path):
