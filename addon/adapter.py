@@ -5,50 +5,90 @@
 
 `/v1/messages` is routed by model name (see config.yaml), rewritten for the provider and its
 answer translated back, streams chunk by chunk. The relay answers `/v1/messages/count_tokens`,
-`/v1/models` and `/health` itself. Everything else goes to the reverse-mode target.
+`/v1/models`, `/health` and `/` itself; with `models.default: passthrough` everything else
+goes to the reverse-mode target, otherwise it gets a 404 in Anthropic's form.
 
-Recording and replay: the flow keeps the exchange with the provider as it happened (the
-rewritten request, the provider's own response, credentials redacted), so `-w FILE` records
-that, and `--server-replay FILE` matches the rewritten request and hands back the provider's
-response, which is then translated as if it had just arrived. For that the translation of
-whole bodies happens in a second addon, `Translate`, placed after mitmproxy's own Save and
-ServerPlayback addons; a streamed response is translated as it passes and its raw bytes are
-put back on the flow at the end.
+The relay's own upstream leg: a request that goes to a provider (or passes through) is sent
+by the relay itself (`llmrelay.answer`), and mitmproxy fetches the answer from the relay's
+loopback server (`llmrelay.loopback`) as it is made. That is what lets the relay ping a
+client while a provider is silent, time a provider out, and end a stream cut by the provider
+in the client's protocol, none of which mitmproxy's forwarding can do.
+
+The flow still shows the exchange with the provider: while in flight it points at the
+loopback server, and before Save records it (`-w`) it is put back to the provider's request
+and the provider's own answer, credentials redacted and known secrets scrubbed, with the
+client's side in `flow.metadata` for the both-sides view. Replays (`--server-replay`) match
+the provider request, which is on the flow when mitmproxy's ServerPlayback looks; the
+replayed answer is translated whole by `Translate`, placed after ServerPlayback and Save.
 
 This file is only mitmproxy glue; the work happens in the `llmrelay` package beside it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-import time
+from types import SimpleNamespace
 
 import orjson
 from mitmproxy import contentviews, ctx, exceptions, http
+from mitmproxy.net import encoding
 from mitmproxy.net.http import url
 from mitmproxy.net.http.status_codes import RESPONSES
+from mitmproxy.proxy.mode_specs import ProxyMode
 
 import both_sides
 from both_sides import SIDE, BothSides
-from llmrelay import relay, usage
+from llmrelay import gate, relay, usage
+from llmrelay.answer import Answer
 from llmrelay.config import Config, ConfigError, load_config
+from llmrelay.loopback import Loopback
+from llmrelay.upstream import Call, Timeouts, Upstream
 
 log = logging.getLogger("llmrelay")
 
+Exchange = relay.Exchange | relay.AnthropicExchange | relay.PassExchange
+REDACTED = b"[REDACTED]"
+# Request headers that carry the client's credentials: never kept on a flow.
+CLIENT_SECRETS = frozenset({b"authorization", b"x-api-key", b"cookie", gate.KEY_HEADER.encode()})
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
-Exchange = relay.Exchange | relay.AnthropicExchange
+
+# (Plain classes: a dataclass cannot be made in a mitmproxy script, which is not in sys.modules.)
+
+
+class Pending:
+    """A request the addon rewrote, waiting for ServerPlayback to answer it or not."""
+
+    __slots__ = ("exchange", "call", "secrets")
+
+    def __init__(self, exchange: Exchange, call: Call, secrets: tuple[str, ...]) -> None:
+        self.exchange, self.call, self.secrets = exchange, call, secrets
+
+
+class InFlight:
+    """A flow on the relay's own upstream leg, and the provider request it showed before."""
+
+    __slots__ = ("flow", "answer", "request")
+
+    def __init__(self, flow: http.HTTPFlow, answer: Answer, request: tuple) -> None:
+        self.flow, self.answer, self.request = flow, answer, request
 
 
 class Adapter:
     def __init__(self) -> None:
         self.config: Config | None = None
-        self.exchanges: dict[str, Exchange] = {}
-        # flow id → the provider's response headers, its raw stream, and what the client got
-        self.recorded: dict[str, tuple[http.Headers, list[bytes], list[bytes]]] = {}
+        self.pending: dict[str, Pending] = {}
+        self.in_flight: dict[str, InFlight] = {}
+        self.replays: dict[str, Exchange] = {}  # answered by ServerPlayback, translated whole by Translate
+        self.unsent: dict[str, tuple] = {}  # JSON answers, held while Save records the provider's
         self.late = Translate(self)
         self.usage_log: usage.UsageLog | None = None
         self.view = BothSides()
+        self.loopback = Loopback()
+        self.upstream: Upstream | None = None
+        self.loopback_started: asyncio.Task | None = None
 
     def load(self, loader) -> None:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
@@ -68,6 +108,15 @@ class Adapter:
                 raise exceptions.OptionsError(str(e)) from None
             routes = len(self.config.models.routes)
             log.info(f"llmrelay: {len(self.config.providers)} provider(s), {routes} route(s) from {ctx.options.adapter_config}")
+        if updated & {"adapter_config", "listen_host", "mode"} and self.config is not None:
+            exposed = sorted(_listening_beyond_loopback())
+            if exposed and not self.config.relay.inbound_keys:
+                raise exceptions.OptionsError(
+                    f"llmrelay: refusing to listen on {', '.join(exposed)} without inbound keys: anyone who can reach "
+                    "it could spend your provider keys. Listen on 127.0.0.1 (--listen-host 127.0.0.1) or set relay.keys."
+                )
+        if updated & {"ssl_insecure", "ssl_verify_upstream_trusted_ca"} or self.upstream is None:
+            self.upstream = Upstream(verify=not ctx.options.ssl_insecure, ca_file=ctx.options.ssl_verify_upstream_trusted_ca)
 
     def running(self) -> None:
         # Everything loaded so far (mitmproxy, this package) lives as long as the process:
@@ -84,100 +133,124 @@ class Adapter:
         gc.set_threshold(700, 4, 1)
         if self.late not in ctx.master.addons.chain:
             ctx.master.addons.add(self.late)
+        # The Host the client sent is kept for the DNS-rebinding check: every request the relay
+        # sends on, it sends itself, with the provider's own Host.
+        ctx.options.update(keep_host_header=True)
+        self.loopback_started = asyncio.get_running_loop().create_task(self.loopback.start())
 
     def done(self) -> None:
+        # Flows still in flight are saved by Save as they stand: put them back first.
+        for flight in list(self.in_flight.values()):
+            _restore(flight)
+        self.loopback.close()
+        if self.upstream is not None:
+            self.upstream.close()
         if self.usage_log is not None:
             self.usage_log.close()
         if self.late in ctx.master.addons.chain:
             ctx.master.addons.remove(self.late)
         contentviews.remove(self.view)
 
+    # --- flow hooks -------------------------------------------------------------------
+
     def request(self, flow: http.HTTPFlow) -> None:
         if self.config is None or flow.response is not None:
             return
         req = flow.request
-        req_body = req.raw_content
-        outcome = relay.handle(self.config, req.method, req.path, req_body or b"", _lower(req.headers))
+        headers = _lower(req.headers)
+        headers["host"] = req.host_header or ""
+        client_body = req.raw_content or b""
+        try:
+            body = _decoded(client_body, headers.get("content-encoding"))
+        except ValueError:
+            outcome = relay.error_reply(400, "the request body could not be decoded from its content-encoding")
+        else:
+            outcome = relay.handle(self.config, req.method, req.path, body, headers)
         if isinstance(outcome, relay.Reply):
             flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
-        elif isinstance(outcome, relay.Forward):
-            # New headers, raw content and the target written straight into the request's
-            # data are much cheaper than the setters, which scan and rewrite the headers on
-            # each call (the host and port setters both rewrite Host).
+            req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
+            return
+        if isinstance(outcome, relay.Forward):
             scheme, host, port, path = outcome.target
+            provider = self.config.providers[outcome.exchange.route.provider]
+            call = Call("POST", f"{scheme}://{url.hostport(scheme, host, port)}{path}", list(outcome.headers.items()),
+                        outcome.body, _timeouts(provider.timeouts), outcome.exchange.route.provider)
+            self.pending[flow.id] = Pending(outcome.exchange, call, self.config.secrets)
+            # The flow shows the provider request (and ServerPlayback matches it): new headers,
+            # raw content and the target written straight into the request's data, much
+            # cheaper than the setters, which rescan and rewrite the headers on each call.
+            secret = {name.encode() for name in outcome.exchange.secret_headers}
             authority = url.hostport(scheme, host, port)
-            req.headers = http.Headers(_fields(_sized(outcome.headers, outcome.body), host=authority))
+            req.headers = http.Headers(_redacted(_fields(_sized(outcome.headers, outcome.body), host=authority), secret))
             req.raw_content = outcome.body
             data = req.data
             data.scheme, data.host, data.port, data.path = scheme.encode(), host, port, path.encode()
             if data.authority:  # HTTP/2 and 3 clients: :authority stands for Host
                 req.authority = authority
-            self.exchanges[flow.id] = outcome.exchange
             # The client's side, for mitmweb: the flow itself holds the provider's side.
-            flow.metadata[SIDE] = {"client_request": req_body or b""}  # bytes: kept, not copied
+            flow.metadata[SIDE] = {"client_request": client_body}  # bytes: kept, not copied
+            return
+        self._pass(flow, headers, body, outcome.stream)
+
+    def _pass(self, flow: http.HTTPFlow, headers: dict[str, str], body: bytes, stream: bool) -> None:
+        """Passthrough: on to the reverse-mode target with the client's own credentials,
+        sent by the relay like any other request (so its failures are Anthropic errors too)."""
+        req = flow.request
+        keys = self.config.relay.inbound_keys
+        carrier = gate.inbound_key(headers, keys) if keys else None
+        sent = [(k, v) for k, v in headers.items() if k not in ("host", "content-encoding", gate.KEY_HEADER) and k != carrier]
+        target = f"{req.scheme}://{url.hostport(req.scheme, req.host, req.port)}{req.path}"
+        credentials = [headers[k][7:] if k == "authorization" else headers[k] for k in ("authorization", "x-api-key") if k in headers and k != carrier]
+        secrets = (*self.config.secrets, *credentials)
+        exchange = relay.PassExchange(client_stream=stream, provider=SimpleNamespace(host=req.host))
+        call = Call(req.method, target, sent, body, Timeouts(), req.host)
+        self.pending[flow.id] = Pending(exchange, call, secrets)
+        req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        exchange = self.exchanges.get(flow.id)
-        response = flow.response
-        if exchange is None or response is None or flow.is_replay == "response":
-            return
-        if not exchange.streams(response.status_code, _lower(response.headers)):
-            exchange.first_byte = time.monotonic()  # the whole answer comes at once
-        else:
-            exchange.streamed = True
-            raw: list[bytes] = []
-            sent: list[bytes] = []
-            self.recorded[flow.id] = (response.headers.copy(), raw, sent)
-            translate = exchange.stream()
-            if translate is None:  # passed on as the provider sent it
-
-                def on_bytes(chunk: bytes) -> list[bytes]:
-                    if not raw:
-                        exchange.first_byte = time.monotonic()
-                    raw.append(chunk)
-                    return [chunk] if chunk else []
-
-            else:
-                # Headers can only change here, before the head is sent on.
-                response.headers = http.Headers(_fields(relay.STREAM_HEADERS))
-
-                def on_bytes(chunk: bytes) -> list[bytes]:
-                    if not raw:
-                        exchange.first_byte = time.monotonic()
-                    raw.append(chunk)
-                    out = translate(chunk)
-                    sent.extend(out)
-                    return out
-
-            response.stream = on_bytes
+        flight = self.in_flight.get(flow.id)
+        if flight is not None and flight.answer.exchange.client_stream and flow.response is not None:
+            flow.response.stream = True  # made by the relay as it goes: passed on as it comes
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Runs before Save: the flow is put back to the exchange with the provider."""
-        exchange = self.exchanges.get(flow.id)
-        if exchange is None:
+        flight = self.in_flight.pop(flow.id, None)
+        if flight is None:
             return
-        recorded = self.recorded.pop(flow.id, None)
-        if recorded is not None and flow.response is not None:
-            headers, raw, sent = recorded
-            provider_side = b"".join(raw)  # as received: the request asked for no encoding
-            flow.response.headers = headers
-            flow.response.raw_content = provider_side
-            exchange.stream_ended(provider_side)
-            if SIDE in flow.metadata:
-                flow.metadata[SIDE]["client_response"] = b"".join(sent) if sent else provider_side
-        _redact(flow, exchange)
+        answer = flight.answer
+        _restore(flight)
+        response = flow.response
+        client_side = b"".join(answer.sent)
+        if answer.provider_status is not None:
+            if not answer.exchange.client_stream:  # not sent yet: Translate puts it back after Save
+                self.unsent[flow.id] = (response.status_code, response.headers, response.raw_content)
+            response.status_code = answer.provider_status
+            response.reason = RESPONSES.get(answer.provider_status, "")
+            response.headers = http.Headers(_redacted(tuple(_scrub_fields(answer.provider_headers, answer.secrets)), {b"set-cookie"}))
+            response.raw_content = _scrub(b"".join(answer.provider_raw), answer.secrets)
+            if SIDE in flow.metadata and answer.exchange.client_stream:
+                flow.metadata[SIDE]["client_response"] = client_side
+        elif response.raw_content is None:  # the provider never answered: the flow shows the relay's own answer
+            response.raw_content = client_side
+        self.account(flow, answer.exchange, answer.status or response.status_code, answer.error_type)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self.recorded.pop(flow.id, None)
-        exchange = self.exchanges.pop(flow.id, None)
-        if exchange is not None:
-            _redact(flow, exchange)
-            self.account(flow, exchange, 502, "connection_error")
+        self.pending.pop(flow.id, None)
+        self.unsent.pop(flow.id, None)
+        flight = self.in_flight.pop(flow.id, None)
+        if flight is not None:
+            flight.answer.cancel()
+            _restore(flight)
+            gone = flight.answer.client_gone or (flow.error is not None and "client disconnected" in flow.error.msg.lower())
+            if gone:
+                self.account(flow, flight.answer.exchange, 499, "client_disconnected")
+            else:
+                self.account(flow, flight.answer.exchange, 502, flight.answer.error_type or "connection_error")
 
-    def account(self, flow: http.HTTPFlow, exchange: Exchange, status: int, error_type: str | None) -> None:
-        if exchange.count_tokens_body is not None:
+    def account(self, flow: http.HTTPFlow, exchange: Exchange, status: int, error_type: str | None, *, replayed: bool = False) -> None:
+        if isinstance(exchange, relay.PassExchange) or exchange.count_tokens_body is not None:
             return
-        entry = usage.record(exchange, status, error_type)
+        entry = usage.record(exchange, status, error_type, replayed=replayed)
         flow.comment = usage.summary(entry)  # the one-line summary mitmweb shows
         if self.usage_log is not None:
             try:
@@ -187,43 +260,111 @@ class Adapter:
 
 
 class Translate:
-    """Whole-body translation, after Save has recorded the provider's response and after
-    ServerPlayback has supplied one."""
+    """Runs after ServerPlayback and Save: requests it did not answer go to the relay's own
+    upstream leg; answers it replayed are translated whole."""
 
     def __init__(self, adapter: Adapter) -> None:
         self.adapter = adapter
 
+    async def request(self, flow: http.HTTPFlow) -> None:
+        adapter = self.adapter
+        pending = adapter.pending.pop(flow.id, None)
+        if pending is None:
+            return
+        if flow.response is not None:  # replayed: translated in `response`
+            adapter.replays[flow.id] = pending.exchange
+            return
+        ping = adapter.config.relay.ping_interval if adapter.config else 5.0
+        answer = Answer(pending.exchange, pending.call, adapter.upstream, ping_every=ping, secrets=pending.secrets)
+        req = flow.request
+        data = req.data
+        shown = (data.scheme, data.host, data.port, data.path, data.authority, req.headers.fields, req.raw_content)
+        adapter.in_flight[flow.id] = InFlight(flow, answer, shown)
+        task = answer.start()
+        if not pending.exchange.client_stream:
+            # Nothing to stream: the whole answer becomes the flow's response right here.
+            await task
+            sink = answer.sink
+            flow.response = http.Response.make(sink.status, b"".join(sink.body), sink.headers)
+            return
+        if not adapter.loopback.port:
+            await adapter.loopback_started
+        path = adapter.loopback.add(answer)
+        authority = f"127.0.0.1:{adapter.loopback.port}"
+        data.scheme, data.host, data.port, data.path = b"http", "127.0.0.1", adapter.loopback.port, path.encode()
+        if data.authority:
+            data.authority = authority.encode()
+        req.headers = http.Headers(((b"host", authority.encode()), (b"content-length", b"0")))
+        req.raw_content = b""
+
     def response(self, flow: http.HTTPFlow) -> None:
-        exchange = self.adapter.exchanges.pop(flow.id, None)
         response = flow.response
+        unsent = self.adapter.unsent.pop(flow.id, None)
+        if unsent is not None:  # Save has the provider's answer: the client gets its own
+            if SIDE in flow.metadata:
+                flow.metadata[SIDE]["provider_response"] = response.raw_content
+            response.status_code, response.headers, response.raw_content = unsent
+            response.reason = RESPONSES.get(response.status_code, "")
+            return
+        exchange = self.adapter.replays.pop(flow.id, None)
         if exchange is None or response is None:
             return
-        if not exchange.streamed:  # a stream was translated on its way through
-            provider_side = response.content or b""
-            reply = exchange.reply(response.status_code, _lower(response.headers), provider_side)
-            if SIDE in flow.metadata:
-                flow.metadata[SIDE]["provider_response"] = provider_side
-            response.status_code = reply.status
-            response.reason = RESPONSES.get(reply.status, "")
-            response.headers = http.Headers(_fields(_sized(reply.headers, reply.body)))
-            response.raw_content = reply.body
-        error_type = None
-        if response.status_code >= 400 and not exchange.streamed:
-            error_type = orjson.loads(response.content).get("error", {}).get("type")
-        self.adapter.account(flow, exchange, response.status_code, error_type)
+        provider_side = response.content or b""
+        reply = exchange.reply(response.status_code, _lower(response.headers), provider_side)
+        if SIDE in flow.metadata:
+            flow.metadata[SIDE]["provider_response"] = provider_side
+        response.status_code = reply.status
+        response.reason = RESPONSES.get(reply.status, "")
+        response.headers = http.Headers(_fields(_sized(reply.headers, reply.body)))
+        response.raw_content = reply.body
+        error_type = orjson.loads(reply.body).get("error", {}).get("type") if reply.status >= 400 else None
+        self.adapter.account(flow, exchange, reply.status, error_type, replayed=True)
 
 
-def _redact(flow: http.HTTPFlow, exchange: Exchange) -> None:
-    """The request has gone out: what stays on the flow (mitmweb, `-w` files) holds no key,
-    and no cookie a provider set."""
-    secret = {name.encode() for name in exchange.secret_headers} | {b"cookie"}
-    flow.request.headers.fields = _redacted(flow.request.headers.fields, secret)
-    if flow.response is not None:
-        flow.response.headers.fields = _redacted(flow.response.headers.fields, {b"set-cookie"})
+def _restore(flight: InFlight) -> None:
+    """The flow shows the provider request again, as it did before the loopback leg."""
+    req = flight.flow.request
+    data = req.data
+    data.scheme, data.host, data.port, data.path, data.authority, fields, body = flight.request
+    req.headers.fields = fields
+    req.raw_content = body
 
 
-def _redacted(fields: tuple[tuple[bytes, bytes], ...], names: set[bytes]) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple((name, b"[REDACTED]" if name.lower() in names else value) for name, value in fields)
+def _listening_beyond_loopback() -> set[str]:
+    hosts = set()
+    for spec in ctx.options.mode:
+        try:
+            host = ProxyMode.parse(spec).listen_host(ctx.options.listen_host)
+        except ValueError:
+            continue
+        if host.strip("[]") not in LOOPBACK:
+            hosts.add(host or "every interface")
+    return hosts
+
+
+def _timeouts(config) -> Timeouts:
+    return Timeouts(connect=config.connect, first_byte=config.first_byte, idle=config.idle)
+
+
+def _decoded(body: bytes, content_encoding: str | None) -> bytes:
+    if not content_encoding or content_encoding.strip().lower() == "identity" or not body:
+        return body
+    return encoding.decode(body, content_encoding.strip().lower())
+
+
+def _redacted(fields: tuple[tuple[bytes, bytes], ...], names: set[bytes] | frozenset[bytes]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((name, REDACTED if name.lower() in names else value) for name, value in fields)
+
+
+def _scrub(data: bytes, secrets: tuple[bytes, ...]) -> bytes:
+    for secret in secrets:
+        if secret in data:
+            data = data.replace(secret, REDACTED)
+    return data
+
+
+def _scrub_fields(fields, secrets: tuple[bytes, ...]):
+    return ((name, _scrub(value, secrets)) for name, value in fields)
 
 
 def _fields(headers: dict[str, str], **more: str) -> tuple[tuple[bytes, bytes], ...]:

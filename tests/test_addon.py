@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
 from adapter import Adapter
+from relay_process import free_port
 
 CONFIG = """
 providers:
@@ -31,6 +33,7 @@ def adapter(tmp_path: Path):
     path.write_text(CONFIG)
     addon = Adapter()
     with taddons.context(addon) as tctx:
+        tctx.configure(addon, listen_host="127.0.0.1")
         tctx.configure(addon, adapter_config=str(path))
         yield addon
 
@@ -42,29 +45,41 @@ def flow(path: str, body: dict | bytes, method: str = "POST"):
     return tflow.tflow(req=request, resp=False)
 
 
-def finish(adapter, f) -> None:
-    """The response hooks in mitmproxy's order: ours, (Save), then the late translation."""
+def replayed(adapter, f, response) -> None:
+    """The hooks in mitmproxy's order for an answer ServerPlayback supplies."""
+    f.response = response
+    f.is_replay = "response"
+    asyncio.run(adapter.late.request(f))
     adapter.response(f)
     adapter.late.response(f)
 
 
 MESSAGE = {"model": "claude-haiku-4-5-20251001", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+COMPLETION = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}
 
 
-def test_messages_are_rewritten_for_the_provider_without_client_credentials(adapter) -> None:
+def json_response(body: dict, status: int = 200, **headers: str):
+    fields = ((b"content-type", b"application/json"), *((k.encode(), v.encode()) for k, v in headers.items()))
+    return tutils.tresp(status_code=status, headers=fields, content=json.dumps(body).encode())
+
+
+def test_messages_are_rewritten_for_the_provider_and_the_flow_holds_no_credentials(adapter) -> None:
     f = flow("/v1/messages?beta=true", {**MESSAGE, "stream": True})
     adapter.request(f)
     assert f.response is None
     assert f.request.url == "https://provider.example/v1/chat/completions"
     assert f.request.host_header == "provider.example"
     headers = f.request.headers
-    assert headers["authorization"] == "Bearer sk-provider-key-123"
+    assert headers["authorization"] == "[REDACTED]" and headers["x-extra"] == "[REDACTED]"  # configured headers may hold keys too
     assert headers["accept-encoding"] == "identity"
-    assert headers["x-extra"] == "yes"
     assert "x-api-key" not in headers and "anthropic-beta" not in headers
     assert int(headers["content-length"]) == len(f.request.content)
     body = json.loads(f.request.content)
     assert body["model"] == "small-model" and body["stream"] is True
+    # The key exists only in what the relay itself sends.
+    call = adapter.pending[f.id].call
+    assert ("authorization", "Bearer sk-provider-key-123") in call.headers and call.url == "https://provider.example/v1/chat/completions"
+    assert "sk-provider-key-123" not in str(f.get_state())
 
 
 def test_an_http2_request_gets_the_providers_authority(adapter) -> None:
@@ -77,49 +92,47 @@ def test_an_http2_request_gets_the_providers_authority(adapter) -> None:
     assert f.request.pretty_url == "https://provider.example/v1/chat/completions"
 
 
-def test_a_stream_is_translated_chunk_by_chunk(adapter) -> None:
+def test_a_stream_goes_to_the_loopback_leg_and_the_flow_comes_back_showing_the_provider(adapter, monkeypatch) -> None:
+    # Nothing listens there: the relay's own answer is an error, and the flow shows it.
+    monkeypatch.setattr(adapter.config.providers["up"], "base_url", f"http://127.0.0.1:{free_port()}/v1")
     f = flow("/v1/messages", {**MESSAGE, "stream": True})
     adapter.request(f)
-    f.response = tutils.tresp(headers=((b"content-type", b"text/event-stream"), (b"content-length", b"999")), content=None)
+    adapter.pending[f.id].call.url = adapter.config.providers["up"].base_url + "/chat/completions"
+    shown = f.request.get_state()
+
+    async def hooks() -> None:
+        adapter.loopback.port = 40001  # as if started
+        await adapter.late.request(f)
+        assert f.request.url.startswith("http://127.0.0.1:40001/") and f.request.raw_content == b""
+        assert "sk-provider-key-123" not in str(f.get_state())
+        answer = adapter.in_flight[f.id].answer
+        await answer._task
+        assert answer.sink.status == 529 and answer.provider_status is None
+
+    asyncio.run(hooks())
+    f.response = tutils.tresp(status_code=529, headers=((b"content-type", b"application/json"),), content=None)
     adapter.responseheaders(f)
+    assert f.response.stream is True
+    adapter.response(f)
+    assert f.request.get_state() == shown  # the provider request again, for -w and mitmweb
+    assert json.loads(f.response.content)["error"]["type"] == "overloaded_error"
+    assert "sk-provider-key-123" not in str(f.get_state())
+
+
+def test_a_replayed_answer_is_translated_whole(adapter) -> None:
+    f = flow("/v1/messages", {**MESSAGE, "stream": True})
+    adapter.request(f)
+    replayed(adapter, f, json_response(COMPLETION))
     assert f.response.headers["content-type"].startswith("text/event-stream")
-    assert "content-length" not in f.response.headers
-    assert f.response.headers["transfer-encoding"] == "chunked"
-    stream = f.response.stream
-    first = stream(b'data: {"choices":[{"index":0,"delta":{"content":"Hel')
-    assert first == [] or all(first)  # held back until the line is complete, never b""
-    out = stream(b'lo"}}]}\n\n')
-    assert b"text_delta" in b"".join(out) and b"Hello" in b"".join(out)
-    end = b"".join(stream(b"data: [DONE]\n\n") + stream(b""))
-    assert end.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
-    finish(adapter, f)
-    assert f.id not in adapter.exchanges and f.id not in adapter.recorded
-    # What stays on the flow is the provider's own stream, for -w files and mitmweb.
-    assert f.response.content.startswith(b'data: {"choices"') and f.response.headers["content-type"] == "text/event-stream"
+    assert b"event: message_start" in f.response.content and b"Hi!" in f.response.content
+    assert f.comment.endswith(" · replayed")
 
 
-def test_a_crash_inside_the_stream_becomes_an_error_event(adapter, monkeypatch) -> None:
-    f = flow("/v1/messages", {**MESSAGE, "stream": True})
-    adapter.request(f)
-    f.response = tutils.tresp(headers=((b"content-type", b"text/event-stream"),), content=None)
-    adapter.responseheaders(f)
-    translator_feed = "llmrelay.translate.chat_response.ChatTranslator.feed"
-    monkeypatch.setattr(translator_feed, lambda self, data: 1 / 0)
-    out = f.response.stream(b"data: {}\n\n")
-    assert b"event: error" in b"".join(out)
-
-
-def test_an_upstream_error_becomes_an_anthropic_error(adapter) -> None:
+def test_a_replayed_upstream_error_becomes_an_anthropic_error(adapter) -> None:
     f = flow("/v1/messages", MESSAGE)
     adapter.request(f)
-    f.response = tutils.tresp(
-        status_code=429,
-        headers=((b"content-type", b"application/json"), (b"retry-after", b"7")),
-        content=b'{"error":{"message":"Rate limit reached for sk-provider-key-123","type":"requests"}}',
-    )
-    adapter.responseheaders(f)
-    assert not f.response.stream
-    finish(adapter, f)
+    error = {"error": {"message": "Rate limit reached for sk-provider-key-123", "type": "requests"}}
+    replayed(adapter, f, json_response(error, 429, **{"retry-after": "7"}))
     assert f.response.status_code == 429
     assert f.response.headers["retry-after"] == "7"
     body = json.loads(f.response.content)
@@ -127,25 +140,18 @@ def test_an_upstream_error_becomes_an_anthropic_error(adapter) -> None:
     assert "sk-provider-key-123" not in f.response.text
 
 
-def test_a_json_answer_for_a_streaming_client_becomes_a_stream(adapter) -> None:
-    f = flow("/v1/messages", {**MESSAGE, "stream": True})
-    adapter.request(f)
-    completion = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}]}
-    f.response = tutils.tresp(headers=((b"content-type", b"application/json"),), content=json.dumps(completion).encode())
-    adapter.responseheaders(f)
-    finish(adapter, f)
-    assert f.response.headers["content-type"].startswith("text/event-stream")
-    assert b"event: message_start" in f.response.content and b"Hi!" in f.response.content
-
-
 @pytest.mark.parametrize(
     "method, path, body, status, check",
     [
         ("GET", "/health", b"", 200, lambda b: b == {"status": "ok"}),
+        ("GET", "/", b"", 200, lambda b: b == {"status": "ok"}),
         ("GET", "/v1/models", b"", 200, lambda b: [m["id"] for m in b["data"]] == ["claude-haiku-4-5"]),
+        ("GET", "/v1/models/claude-haiku-4-5", b"", 200, lambda b: b["id"] == "claude-haiku-4-5"),
         ("POST", "/v1/messages/count_tokens", MESSAGE, 200, lambda b: b["input_tokens"] > 0),
         ("POST", "/v1/messages", b"{not json", 400, lambda b: b["error"]["type"] == "invalid_request_error" and b["error"]["message"].startswith("invalid JSON: ")),
         ("POST", "/v1/messages", {"model": "x"}, 400, lambda b: "messages" in b["error"]["message"]),
+        ("POST", "/v1/messages/batches", b"{}", 404, lambda b: b["error"]["type"] == "not_found_error"),
+        ("GET", "/v1/messages", b"", 405, lambda b: "POST" in b["error"]["message"]),
     ],
 )
 def test_the_relay_answers_itself(adapter, method, path, body, status, check) -> None:
@@ -154,12 +160,7 @@ def test_the_relay_answers_itself(adapter, method, path, body, status, check) ->
     assert f.response.status_code == status
     assert f.response.headers["content-type"] == "application/json"
     assert check(json.loads(f.response.content))
-
-
-def test_other_paths_pass_through_untouched(adapter) -> None:
-    f = flow("/v1/files", b"{}")
-    adapter.request(f)
-    assert f.response is None and f.request.host == "address"
+    assert f.request.headers["x-api-key"] == "[REDACTED]"  # the client's key is not kept either
 
 
 def test_a_bad_config_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:
@@ -167,8 +168,25 @@ def test_a_bad_config_stops_start_up_with_a_clear_message(tmp_path: Path) -> Non
     path.write_text("providers: {}\nmodels: {default: {provider: gone, model: m}}\n")
     addon = Adapter()
     with taddons.context(addon) as tctx:
+        tctx.configure(addon, listen_host="127.0.0.1")
         with pytest.raises(exceptions.OptionsError, match="bad.yaml: models.default.provider: unknown provider 'gone'"):
             tctx.configure(addon, adapter_config=str(path))
+
+
+def test_listening_beyond_loopback_needs_inbound_keys(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    addon = Adapter()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, listen_host="127.0.0.1")
+        tctx.configure(addon, adapter_config=str(path))
+        with pytest.raises(exceptions.OptionsError, match="refusing to listen on every interface without inbound keys"):
+            tctx.configure(addon, listen_host="")
+        with pytest.raises(exceptions.OptionsError, match="refusing to listen on 0.0.0.0"):
+            tctx.configure(addon, mode=["reverse:http://127.0.0.1:9@0.0.0.0:8082"])
+        path.write_text(CONFIG + "relay: {keys: [relay-key-0123456789]}\n")
+        tctx.configure(addon, adapter_config=str(path))
+        tctx.configure(addon, listen_host="")  # with keys: allowed
 
 
 def test_a_bug_in_the_relay_still_answers_in_anthropic_form(adapter, monkeypatch) -> None:
@@ -179,32 +197,12 @@ def test_a_bug_in_the_relay_still_answers_in_anthropic_form(adapter, monkeypatch
     assert json.loads(f.response.content)["error"]["type"] == "api_error"
 
 
-def test_credentials_are_redacted_from_the_flow_once_sent(adapter) -> None:
-    f = flow("/v1/messages", {**MESSAGE, "stream": True})
-    adapter.request(f)
-    assert f.request.headers["authorization"] == "Bearer sk-provider-key-123"  # what goes out
-    f.response = tutils.tresp(headers=((b"content-type", b"text/event-stream"),), content=None)
-    adapter.responseheaders(f)
-    finish(adapter, f)
-    assert f.request.headers["authorization"] == "[REDACTED]"
-    assert f.request.headers["x-extra"] == "[REDACTED]"  # configured headers may hold keys too
-    assert "sk-provider-key-123" not in str(f.get_state())
-
-    failed = flow("/v1/messages", MESSAGE)
-    adapter.request(failed)
-    adapter.error(failed)
-    assert failed.request.headers["authorization"] == "[REDACTED]"
-
-
 def test_a_translated_flow_gets_a_one_line_summary(adapter) -> None:
     f = flow("/v1/messages", MESSAGE)
     adapter.request(f)
-    completion = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}
-    f.response = tutils.tresp(headers=((b"content-type", b"application/json"),), content=json.dumps(completion).encode())
-    adapter.responseheaders(f)
-    finish(adapter, f)
+    replayed(adapter, f, json_response(COMPLETION))
     assert f.comment.startswith("claude-haiku-4-5-20251001 → up:small-model · 9 in / 2 out · ttft ")
-    assert f.comment.endswith(" ms · 200")
+    assert f.comment.endswith(" ms · 200 · replayed")
 
 
 def rendered(message, flow) -> tuple[str, str]:
@@ -222,11 +220,8 @@ def rendered(message, flow) -> tuple[str, str]:
 def test_mitmweb_shows_both_sides_of_a_translated_flow(adapter) -> None:
     f = flow("/v1/messages", {**MESSAGE, "stream": True})
     adapter.request(f)
-    f.response = tutils.tresp(headers=((b"content-type", b"text/event-stream"),), content=None)
-    adapter.responseheaders(f)
-    f.response.stream(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
-    f.response.stream(b"")
-    finish(adapter, f)
+    stream = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    replayed(adapter, f, tutils.tresp(headers=((b"content-type", b"text/event-stream"),), content=stream))
     view, request_text = rendered(f.request, f)
     assert "client → relay" in request_text and '"claude-haiku-4-5-20251001"' in request_text and '"small-model"' in request_text
     view, response_text = rendered(f.response, f)

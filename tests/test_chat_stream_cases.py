@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anthropic
 import pytest
 
 from anthropic_view import check_events, sdk_message
-from llmrelay.relay import encode
+from llmrelay.relay import encode, events_reply
 from llmrelay.translate.chat_response import ChatTranslator
 
 
@@ -141,10 +142,40 @@ def test_errors_inside_a_200_stream_become_an_error_event(body: bytes, error_typ
     assert events[-1]["error"]["type"] == error_type
 
 
-def test_a_stream_cut_without_finish_reason_still_closes() -> None:
-    events = run(sse(delta(content="Hello"), delta(tool_calls=[call(0, "call_1", "Bash", '{"command":')]), done=False))
+@pytest.mark.parametrize(
+    "body",
+    [
+        sse(delta(content="Hello"), done=False),
+        sse(delta(content="Hello"), delta(tool_calls=[call(0, "call_1", "Bash", '{"command": "rm -rf /tmp/build')]), done=False),
+        # The provider says it is done, but the arguments stop halfway.
+        sse(delta(tool_calls=[call(0, "call_1", "Bash", '{"command": "rm -rf /tmp/build')], finish="tool_calls")),
+        sse(delta(tool_calls=[call(0, "call_1", "Bash", '{"command": "rm -rf /tmp/build')], finish="length")),
+    ],
+    ids=["text-cut", "cut-inside-tool-arguments", "tool-calls-with-incomplete-arguments", "length-inside-tool-arguments"],
+)
+def test_a_cut_answer_ends_with_an_error_never_as_a_success(body: bytes) -> None:
+    events = run(body)
+    kinds = [e["type"] for e in events]
+    assert kinds[-1] == "error" and "message_stop" not in kinds and "message_delta" not in kinds
+    assert events[-1]["error"]["type"] == "api_error"  # retryable
+    # Whatever of the tool call went out, it is never a finished block.
+    tool_blocks = {e["index"] for e in events if e["type"] == "content_block_start" and e["content_block"]["type"] == "tool_use"}
+    assert not tool_blocks & {e["index"] for e in events if e["type"] == "content_block_stop"}
+    with pytest.raises(anthropic.APIStatusError, match="complete"):
+        final(events)
+    json_reply = events_reply(events, stream=False)
+    assert json_reply.status == 500 and json.loads(json_reply.body)["error"]["type"] == "api_error"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [sse(delta(content="Hello"), delta(content="!", finish="stop"), done=False), sse(delta(content="Hello!"), done=True)],
+    ids=["finish-reason-without-done", "done-without-finish-reason"],
+)
+def test_a_finish_reason_or_done_ends_an_answer_normally(body: bytes) -> None:
+    events = run(body)
     assert [e["type"] for e in events][-2:] == ["message_delta", "message_stop"]
-    assert events[-2]["delta"]["stop_reason"] == "tool_use"
+    assert final(events).content[0].text == "Hello!"
 
 
 def test_an_empty_stream_is_an_error_not_an_empty_answer() -> None:

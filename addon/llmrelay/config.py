@@ -29,6 +29,16 @@ class _Strict(BaseModel):
 Reasoning = Literal["none", "effort", "thinking", "openrouter"]
 
 
+class Timeouts(_Strict):
+    """Seconds the relay waits on a provider: to connect, from the request to the first byte
+    of the answer, and between reads after that. A missed one ends the request with a clean
+    error in the client's protocol."""
+
+    connect: float = Field(default=10.0, gt=0)
+    first_byte: float = Field(default=300.0, gt=0)
+    idle: float = Field(default=300.0, gt=0)
+
+
 class _Provider(_Strict):
     base_url: str
     api_key: SecretStr | None = None
@@ -37,6 +47,7 @@ class _Provider(_Strict):
     headers: dict[str, str] = {}
     # The provider's output cap: larger requests are clamped (Claude Code asks for 32000+).
     max_output_tokens: int | None = Field(default=None, gt=0)
+    timeouts: Timeouts = Timeouts()
 
     @field_validator("base_url")
     @classmethod
@@ -132,10 +143,40 @@ class Price(_Strict):
     cache_creation: float = 0.0
 
 
+class Relay(_Strict):
+    """Who may call the relay, and how it keeps a streaming client's connection alive."""
+
+    # Inbound keys: callers must send one, as `x-api-key` or `Authorization: Bearer`.
+    # Required before the relay listens beyond loopback.
+    keys: list[SecretStr] = []
+    keys_file: str | None = None  # more keys, one a line (`#` comments)
+    # Browser origins that may call the relay (a request with any other Origin is refused).
+    allowed_origins: list[str] = []
+    # Host names the relay answers to besides its listening address, localhost and 127.0.0.1
+    # (a request for any other Host is refused: DNS rebinding).
+    allowed_hosts: list[str] = []
+    # Seconds of silence after which a streaming client gets a `ping` event.
+    ping_interval: float = Field(default=5.0, gt=0, le=60)
+    max_request_mb: float = Field(default=32.0, gt=0)  # larger request bodies get a 413
+
+    @cached_property
+    def inbound_keys(self) -> frozenset[str]:
+        found = {key.get_secret_value() for key in self.keys if key.get_secret_value()}
+        if self.keys_file:
+            path = Path(self.keys_file).expanduser()
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except OSError as e:
+                raise ConfigError(f"relay.keys_file: cannot read {path}: {e.strerror}") from None
+            found |= {line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")}
+        return frozenset(found)
+
+
 class Config(_Strict):
     providers: dict[str, Provider]
     models: Models
     prices: dict[str, Price] = {}  # upstream model name → price
+    relay: Relay = Relay()
 
     @model_validator(mode="after")
     def _known_providers(self) -> Config:
@@ -161,8 +202,10 @@ class Config(_Strict):
 
     @cached_property
     def secrets(self) -> tuple[str, ...]:
-        """Every provider key, to scrub from anything that reaches a client."""
-        return tuple(p.key for p in self.providers.values() if p.key)
+        """Every provider key and inbound key, to scrub from anything the relay shows or keeps."""
+        provider_keys = [p.key for p in self.providers.values() if p.key]
+        header_values = [v for p in self.providers.values() for v in p.headers.values() if len(v) >= 16]
+        return tuple(dict.fromkeys([*provider_keys, *header_values, *self.relay.inbound_keys]))
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -188,7 +231,9 @@ def _interpolate(node: Any, where: str) -> Any:
 
 def parse_config(data: Any, source: str = "config") -> Config:
     try:
-        return Config.model_validate(_interpolate(data, ""))
+        config = Config.model_validate(_interpolate(data, ""))
+        config.relay.inbound_keys  # reads the keys file now: a problem there stops start-up
+        return config
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     except ValidationError as e:

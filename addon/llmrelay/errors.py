@@ -9,6 +9,7 @@ Upstream HTTP status → Anthropic status and error type:
 | 402                      | 402    | billing_error           |
 | 403                      | 403    | permission_error        |
 | 404                      | 404    | not_found_error         |
+| 405, 415                 | same   | invalid_request_error   |
 | 413                      | 413    | request_too_large       |
 | 429                      | 429    | rate_limit_error        |
 | 408, 504, 524            | 504    | timeout_error           |
@@ -35,6 +36,8 @@ _BY_STATUS: dict[int, tuple[int, str]] = {
     402: (402, "billing_error"),
     403: (403, "permission_error"),
     404: (404, "not_found_error"),
+    405: (405, "invalid_request_error"),
+    415: (415, "invalid_request_error"),
     408: (504, "timeout_error"),
     413: (413, "request_too_large"),
     429: (429, "rate_limit_error"),

@@ -4,7 +4,8 @@
 - `Reply`: the relay answers itself (`/health`, `/v1/models`, `count_tokens`, bad requests);
 - `Forward`: the request rewritten for a provider, with the `Exchange` that will translate
   the provider's answer back;
-- `None`: not ours; the request goes on to the reverse-mode target untouched.
+- `Pass`: not ours (`models.default: passthrough`); the request goes on to the reverse-mode
+  target untouched.
 
 The addon applies these to the flow. Keeping them plain data makes every decision testable
 without a proxy, and keeps the addon to a handful of lines per hook.
@@ -20,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from . import sse, tokens
+from . import gate, sse, tokens
 from .config import AnthropicProvider, Config, OpenAIProvider, Route
 from .errors import RelayError, anthropic_status, error_body, scrub, status_of, upstream_message
 from .protocols import anthropic as a
@@ -42,6 +43,11 @@ class Reply:
 
 
 @dataclass
+class Pass:
+    stream: bool  # whether the client asked for a stream
+
+
+@dataclass
 class Forward:
     target: tuple[str, str, int, str]  # scheme, host, port, path
     headers: dict[str, str]
@@ -54,11 +60,18 @@ def error_reply(status: int, message: str, headers: dict[str, str] | None = None
     return Reply(status, error_body(error_type, message), {"content-type": JSON, **(headers or {})})
 
 
-def handle(config: Config, method: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> Reply | Forward | None:
-    """`headers`: the client's request headers, names in lower case."""
+def handle(config: Config, method: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> Reply | Forward | Pass:
+    """`headers`: the client's request headers, names in lower case; `body` already decoded
+    from any content-encoding."""
+    headers = headers or {}
     path = path.split("?", 1)[0].rstrip("/")
+    refused = gate.check(config.relay, method, path or "/", headers, len(body))
+    if refused is not None:
+        return Reply(refused[0], refused[1])
     try:
-        if method == "POST" and path in ("/v1/messages", "/v1/messages/count_tokens"):
+        if path in ("/v1/messages", "/v1/messages/count_tokens"):
+            if method != "POST":
+                return error_reply(405, f"{path} takes POST, not {method}")
             counting = path.endswith("count_tokens")
             # An OpenAI-compatible route needs the whole request read, so read it once, up
             # front; what this relay cannot read may still go to an Anthropic-compatible
@@ -67,25 +80,45 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
             envelope = request if isinstance(request, a.Request) else parse(a.parse_envelope, body)
             route = config.route(envelope.model)
             if route is None:
-                return None  # passthrough: on to the reverse-mode target, untouched
+                return Pass(envelope.stream)  # on to the reverse-mode target, untouched
             provider = config.providers[route.provider]
             if isinstance(provider, AnthropicProvider) and (provider.count_tokens or not counting):
-                return _anthropic(config, route, provider, path, body, headers or {}, envelope)
+                return _anthropic(config, route, provider, path, body, headers, envelope)
             if counting:
                 return _count_tokens(body)
             if isinstance(request, RelayError):
                 raise request
             return _messages(config, route, provider, request, len(body))
-        if method == "GET" and path == "/v1/models":
+        if path == "/v1/models" and method == "GET":
             return Reply(200, orjson.dumps(models_list(config)))
-        if method == "GET" and path == "/health":
-            return Reply(200, b'{"status":"ok"}')
+        if path.startswith("/v1/models/") and method == "GET":
+            name = path.removeprefix("/v1/models/")
+            if config.route(name) is not None:
+                return Reply(200, orjson.dumps(_model_entry(name)))
+            if config.models.default != "passthrough":
+                return error_reply(404, f"model {name!r} does not route anywhere in this relay")
+        if path in ("", "/health") and method in ("GET", "HEAD"):
+            return Reply(200, b"" if method == "HEAD" else b'{"status":"ok"}')
     except RelayError as e:
         return error_reply(e.status, scrub(str(e), config.secrets))
     except Exception:  # a bug of ours must still answer in the client's protocol
         log.exception("llmrelay: handling %s %s failed", method, path)
         return error_reply(500, "the relay failed to handle this request; its log has the details")
-    return None
+    if config.models.default == "passthrough":
+        return Pass(stream=False)
+    if path in SERVED and method not in SERVED[path]:
+        return error_reply(405, f"{path} takes {' or '.join(SERVED[path])}, not {method}")
+    return error_reply(404, f"this relay does not serve {method} {path or '/'}")
+
+
+# Paths the relay answers, and their methods (for a clear 405).
+SERVED = {
+    "/v1/messages": ("POST",),
+    "/v1/messages/count_tokens": ("POST",),
+    "/v1/models": ("GET",),
+    "/health": ("GET", "HEAD"),
+    "": ("GET", "HEAD"),
+}
 
 
 def parse(parser: Callable[[bytes], Any], body: bytes) -> Any:
@@ -110,8 +143,13 @@ def _count_tokens(body: bytes) -> Reply:
 
 def models_list(config: Config) -> dict[str, Any]:
     names = list(config.models.routes)
-    data = [{"type": "model", "id": name, "display_name": name, "created_at": "2025-01-01T00:00:00Z"} for name in names]
+    data = [_model_entry(name) for name in names]
     return {"data": data, "has_more": False, "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {"type": "model", "id": name, "display_name": name, "created_at": "2025-01-01T00:00:00Z"}
+
 
 
 def _anthropic(
@@ -138,6 +176,10 @@ def _anthropic(
 
 
 def _messages(config: Config, route: Route, provider: OpenAIProvider, req: a.Request, size: int) -> Forward:
+    try:
+        req.max_tokens = a.checked_max_tokens(req.max_tokens)
+    except a.InvalidRequest as e:
+        raise RelayError(str(e)) from None
     upstream_stream = req.stream and provider.supports_streaming
     chat, names = to_chat(req, route, provider, stream=upstream_stream)
     headers = {
@@ -300,6 +342,9 @@ class AnthropicExchange(_Answers):
         """None: the stream goes to the client exactly as the provider sent it."""
         return None
 
+    def translator(self) -> None:
+        return None  # the same: passed on untouched
+
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
         if self.count_tokens_body is not None:
             if status in (404, 405, 501):  # no count_tokens endpoint there
@@ -342,3 +387,29 @@ def encode(events: Iterable[dict[str, Any]]) -> bytes:
 
 
 STREAM_HEADERS = {"content-type": EVENT_STREAM, "cache-control": "no-cache", "transfer-encoding": "chunked"}
+
+
+@dataclass
+class PassExchange(_Answers):
+    """A request for the reverse-mode target (`models.default: passthrough`), sent on with the
+    client's own credentials; its answer comes back as it is."""
+
+    client_stream: bool
+    provider: Any  # what error messages name: the target's host
+    first_byte: float | None = None
+
+    def streams(self, status: int, headers: dict[str, str]) -> bool:
+        return 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream")
+
+    def translator(self) -> None:
+        return None
+
+    def stream_ended(self, raw: bytes) -> None:
+        pass
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
+        kept = {k: v for k, v in headers.items() if k not in HOP_BY_HOP}
+        return Reply(status, body, kept)
+
+
+HOP_BY_HOP = frozenset("connection keep-alive proxy-connection transfer-encoding te trailer upgrade content-length content-encoding".split())

@@ -20,14 +20,23 @@ class Event(NamedTuple):
 class Decoder:
     """Turns chunks of bytes into complete events. `feed` as bytes arrive, `flush` at the end."""
 
-    __slots__ = ("_rest", "_event", "_data")
+    __slots__ = ("_rest", "_long", "_event", "_data")
 
     def __init__(self) -> None:
         self._rest = b""
+        self._long: list[bytes] = []  # reads of a line still without its end, joined once it ends
         self._event: str | None = None
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if self._rest and b"\n" not in chunk and b"\r" not in chunk:
+            # A long line arriving read by read (a 20 MB `data:` line): joining it to what came
+            # before on every read would cost the square of its length.
+            self._long.append(chunk)
+            return []
+        if self._long:
+            self._rest = b"".join([self._rest, *self._long])
+            self._long = []
         # The usual read: one whole event of one data line (`data: {...}` and a blank line)
         # with nothing pending; no need to split it into lines.
         pending = self._rest or self._data or self._event is not None
@@ -57,7 +66,8 @@ class Decoder:
 
     def flush(self) -> list[Event]:
         """End of stream: a last line or event without its blank line still counts."""
-        rest, self._rest = self._rest.rstrip(b"\r"), b""
+        rest, self._rest = b"".join([self._rest, *self._long]).rstrip(b"\r"), b""
+        self._long = []
         return self.feed(rest + b"\n\n")
 
     def _field(self, line: bytes) -> None:

@@ -5,7 +5,10 @@
 
 A record holds when, which models and provider, the tokens, time to first token (the first
 streamed chunk; for a JSON answer, the whole answer), total time, status and error type; never
-a prompt, an answer or a key.
+a prompt, an answer or a key. The status is what the client was told: an error inside a
+stream keeps its 200 with the error's type, a client that went away is 499
+`client_disconnected`, and an answer replayed from a recording is marked `replayed` and left
+out of the totals.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ PRICED = {
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "reasoning_tokens")
 
 
-def record(exchange: Any, status: int, error_type: str | None = None) -> dict[str, Any]:
+def record(exchange: Any, status: int, error_type: str | None = None, *, replayed: bool = False) -> dict[str, Any]:
     ended = time.monotonic()
     usage = exchange.usage or {}
     first = exchange.first_byte or ended
@@ -49,6 +52,8 @@ def record(exchange: Any, status: int, error_type: str | None = None) -> dict[st
         "status": status,
         "error_type": error_type,
     }
+    if replayed:  # answered from a recording (--server-replay): nothing was spent
+        out["replayed"] = True
     return out
 
 
@@ -57,7 +62,8 @@ def summary(entry: dict[str, Any]) -> str:
     tokens = f"{entry['input_tokens'] + entry['cache_read_input_tokens']} in / {entry['output_tokens']} out"
     status = f"{entry['status']} {entry['error_type']}" if entry["error_type"] else str(entry["status"])
     route = f"{entry['client_model']} → {entry['provider']}:{entry['model']}"
-    return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {status}"
+    replayed = " · replayed" if entry.get("replayed") else ""
+    return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {status}{replayed}"
 
 
 class UsageLog:
@@ -99,6 +105,8 @@ def totals(entries: Iterable[dict[str, Any]], key: str, prices: dict[str, dict[s
     a price (US dollars per million tokens of each kind)."""
     out: dict[str, dict[str, float]] = {}
     for entry in entries:
+        if entry.get("replayed"):
+            continue  # answered from a recording: no tokens were spent
         name = entry["time"][:10] if key == "day" else str(entry.get(key))
         row = out.setdefault(name, {"requests": 0, "errors": 0, **{f: 0 for f in TOKEN_FIELDS}, "cost": 0.0})
         row["requests"] += 1

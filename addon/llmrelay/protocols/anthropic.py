@@ -160,8 +160,23 @@ def _decoder(kind: type) -> Any:
             raise InvalidRequest(_where(str(e))) from None
         except msgspec.DecodeError as e:
             raise InvalidRequest(f"invalid JSON: {e}") from None
+        except RecursionError:
+            raise InvalidRequest("the request is nested too deeply") from None
 
     return parse
+
+
+# No API takes more than this (a 32-bit int); larger values are clamped, not passed on to fail.
+MAX_TOKENS = 2**31 - 1
+
+
+def checked_max_tokens(value: Any) -> Any:
+    """`max_tokens` below 1 is refused; a huge one is clamped."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise InvalidRequest("max_tokens: must be at least 1")
+        return min(value, MAX_TOKENS)
+    return value
 
 
 def _where(message: str) -> str:
@@ -268,18 +283,25 @@ def error_event(error_type: str, message: str) -> dict[str, Any]:
 class Accumulator:
     """Rebuilds one message from stream events, for clients that did not ask for a stream.
 
-    Rules: text and thinking deltas are appended to their block; `input_json_delta` pieces are
-    joined and parsed when the block stops; `message_delta` sets the stop reason and merges
-    usage; an `error` event is kept and wins over the message.
+    Rules: text and thinking deltas are collected per block and joined when the block stops
+    (linear in the answer's size, however small the deltas); `input_json_delta` pieces are
+    joined and parsed when the block stops, and input that is not complete JSON is an error,
+    never a tool use; `message_delta` sets the stop reason and merges usage; an `error` event
+    is kept and wins over the message.
     """
+
+    _FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
 
     def __init__(self) -> None:
         self.message: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
         self._json: dict[int, list[str]] = {}
+        self._parts: dict[tuple[int, str], list[str]] = {}
 
     def add(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        if self.error is not None:
+            return
         if kind == "message_start":
             self.message = dict(event["message"], content=[])
         elif kind == "content_block_start":
@@ -288,24 +310,16 @@ class Accumulator:
             if block["type"] in ("tool_use", "server_tool_use"):
                 self._json[event["index"]] = []
         elif kind == "content_block_delta":
-            block = self._blocks()[event["index"]]
-            delta = event["delta"]
-            match delta["type"]:
-                case "text_delta":
-                    block["text"] += delta["text"]
-                case "thinking_delta":
-                    block["thinking"] += delta["thinking"]
-                case "signature_delta":
-                    block["signature"] = block.get("signature", "") + delta["signature"]
-                case "input_json_delta":
-                    self._json[event["index"]].append(delta["partial_json"])
-                case "citations_delta":
-                    block.setdefault("citations", []).append(delta["citation"])
+            index, delta = event["index"], event["delta"]
+            field = self._FIELDS.get(delta["type"])
+            if field is not None:
+                self._parts.setdefault((index, field), []).append(delta[field])
+            elif delta["type"] == "input_json_delta":
+                self._json[index].append(delta["partial_json"])
+            elif delta["type"] == "citations_delta":
+                self._blocks()[index].setdefault("citations", []).append(delta["citation"])
         elif kind == "content_block_stop":
-            pieces = self._json.pop(event["index"], None)
-            if pieces is not None:
-                joined = "".join(pieces)
-                self._blocks()[event["index"]]["input"] = orjson.loads(joined) if joined else {}
+            self._stop(event["index"])
         elif kind == "message_delta":
             assert self.message is not None
             self.message.update(event["delta"])
@@ -313,6 +327,20 @@ class Accumulator:
             usage.update({k: v for k, v in event.get("usage", {}).items() if v is not None})
         elif kind == "error":
             self.error = event
+
+    def _stop(self, index: int) -> None:
+        block = self._blocks()[index]
+        for field in ("text", "thinking", "signature"):
+            parts = self._parts.pop((index, field), None)
+            if parts is not None:
+                block[field] = block.get(field, "") + "".join(parts)
+        pieces = self._json.pop(index, None)
+        if pieces is not None:
+            joined = "".join(pieces)
+            try:
+                block["input"] = orjson.loads(joined) if joined else {}
+            except orjson.JSONDecodeError:
+                self.error = error_event("api_error", f"the input of tool call {block.get('name')!r} is not complete JSON")
 
     def _blocks(self) -> list[dict[str, Any]]:
         assert self.message is not None

@@ -19,6 +19,7 @@ import orjson
 
 from ..config import AnthropicProvider, Route
 from ..errors import RelayError
+from ..protocols.anthropic import InvalidRequest, checked_max_tokens
 
 
 def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
@@ -27,6 +28,13 @@ def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_heade
         data = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise RelayError(f"invalid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise RelayError("the request body must be a JSON object")
+    try:
+        if "max_tokens" in data:
+            data["max_tokens"] = checked_max_tokens(data["max_tokens"])
+    except InvalidRequest as e:
+        raise RelayError(str(e)) from None
     data["model"] = route.model
     for name in provider.drop_fields:
         data.pop(name, None)
@@ -36,7 +44,10 @@ def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_heade
     if data.get("stream") and not provider.supports_streaming:
         data["stream"] = False  # the stream is built here from the JSON answer
     if provider.strip_cache_ttl:
-        _strip_ttl(data)
+        try:
+            _strip_ttl(data)
+        except RecursionError:
+            raise RelayError("the request is nested too deeply") from None
 
     headers = {
         "content-type": "application/json",

@@ -22,8 +22,10 @@ Rules, source → target:
   `cache_read_input_tokens`, `completion_tokens` → `output_tokens`;
 - an `error` object in a chunk, or an `event: error` → an Anthropic `error` event, and the
   stream ends there;
-- `[DONE]`, or the end of the bytes, closes open blocks and the message; a stream that stops
-  without a finish reason still closes well-formed.
+- `[DONE]` or a `finish_reason` closes open blocks and the message; a stream whose bytes end
+  without either was cut short, and ends with an `error` event (never as a success);
+- a tool call whose arguments are not complete JSON when the answer ends is never closed as a
+  tool use: the answer ends with an `error` event instead, so no agent acts on half a command.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class ChatTranslator:
         self._current: _Call | None = None  # the open tool_use block
         self._think = _ThinkTags()
         self.finish_reason: str | None = None
+        self.error_type: str | None = None  # of the error event that ended the answer
         self.usage: dict[str, int] | None = None
         self.reasoning_tokens = 0  # part of output_tokens; kept apart for usage records
 
@@ -102,8 +105,13 @@ class ChatTranslator:
         if not self.ended:
             if not self._started:
                 self._fail(502, "the provider closed the stream before sending anything")
+            elif self.finish_reason is None:
+                self._fail(502, "the provider's stream ended before the answer was complete")
             else:
-                self._end()
+                try:
+                    self._end()
+                except TranslationError as e:
+                    self._fail(502, str(e))
         return self._take()
 
     def whole(self, body: bytes) -> list[dict[str, Any]]:
@@ -168,7 +176,8 @@ class ChatTranslator:
         self._fail(error_status_in(error), f"the provider reported an error mid-stream: {message}")
 
     def _fail(self, status: int, message: str) -> None:
-        self._events.append(a.error_event(anthropic_status(status)[1], message))
+        self.error_type = anthropic_status(status)[1]
+        self._events.append(a.error_event(self.error_type, message))
         self.ended = True
 
     # --- chunks -----------------------------------------------------------------------
@@ -248,6 +257,10 @@ class ChatTranslator:
 
     def _close_all(self) -> None:
         """Finish reason or end: flush held text, open the calls still waiting (whole), close."""
+        for call in self._calls.values():
+            args = "".join(call.args)
+            if args.strip() and not _complete_json(args):
+                raise TranslationError(f"the answer ended before the arguments of tool call {call.name!r} were complete")
         for kind, text in self._think.flush():
             self._thinking(text) if kind == "thinking" else self._text(text)
         while self._waiting:

@@ -1,0 +1,318 @@
+"""One request answered through the relay's own upstream leg (see `upstream` and `loopback`).
+
+An `Answer` sends the provider request, reads the provider's answer as it arrives, has the
+exchange translate it, and writes the client's answer to a `Sink`. It owns what mitmproxy's
+native forwarding could not do:
+
+Rules:
+- nothing is sent to the client until the provider's answer begins, or until a keep-alive
+  ping is due: a streaming client then gets the head of a 200 event stream and `ping` events
+  every `ping_every` seconds of silence, before the first byte and between events, so that
+  Claude Code's idle timeout never fires while a model thinks or a `supports_streaming: false`
+  provider composes its whole answer;
+- the provider gets `timeouts.connect` to accept the connection, `timeouts.first_byte` to
+  begin its answer and `timeouts.idle` between reads; a missed one ends the request;
+- a failure before anything reached the client (unreachable, DNS, TLS, a timeout) is an error
+  answer in the client's protocol with its status (`UpstreamError.status`); after that it is
+  an `error` event, and the stream still ends properly (its chunked terminator sent), so the
+  client never mistakes a cut answer for a whole one;
+- a stream passed through untouched (Anthropic-compatible providers, passthrough) is sent on
+  whole events only, so that an error event after a cut never lands inside a half event; one
+  that ends without `message_stop` or `error` gets an error event;
+- every known secret is scrubbed from what the client receives;
+- what the provider said (status, headers, raw bytes) and what the client got are kept for
+  the flow, so `-w` records the exchange with the provider and mitmweb shows both sides.
+
+The request goes out as soon as the answer is started; what it writes waits in its sink until
+mitmproxy fetches it from the loopback server (a streaming client), or is handed to mitmproxy
+whole when it ends (a JSON client, which needs no loopback leg at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from . import sse
+from .errors import anthropic_status, error_body, scrub
+from .loopback import Sink
+from .protocols import anthropic as a
+from .relay import Reply, error_reply
+from .upstream import Call, Response, Upstream, UpstreamError
+
+log = logging.getLogger("llmrelay")
+
+EVENT_STREAM = "text/event-stream; charset=utf-8"
+STREAM_HEAD = {"content-type": EVENT_STREAM, "cache-control": "no-cache"}
+PING = sse.encode("ping", b'{"type": "ping"}')
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+
+
+class Answer:
+    """The job for one flow: `start()` runs it, writing to `sink` (see `loopback.Sink`).
+    States: waiting (nothing sent to the client), committed (head sent), ended."""
+
+    def __init__(self, exchange: Any, call: Call, upstream: Upstream, *, ping_every: float, secrets: tuple[str, ...]) -> None:
+        self.exchange = exchange
+        self.call = call
+        self.upstream = upstream
+        self.ping_every = ping_every
+        self.secrets = tuple(s.encode() for s in secrets if len(s) >= 8)
+        self._secret_texts = secrets
+        # For the flow: what the provider said, and what the client got.
+        self.provider_status: int | None = None
+        self.provider_headers: list[tuple[bytes, bytes]] = []
+        self.provider_raw: list[bytes] = []
+        self.sent: list[bytes] = []
+        self.status = 0  # what the client was told
+        self.error_type: str | None = None
+        self.client_gone = False
+        self.done = False
+        self.sink = Sink()
+        # Watchdog state.
+        self._task: asyncio.Task | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._waiting = ""  # what the deadline is for, in words
+        self._last_out = 0.0
+        self._expired: str | None = None
+
+    # --- running ------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task:
+        """Sends the request at once; the answer waits in the sink until someone reads it."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self._task
+
+    def cancel(self) -> None:
+        if self._task is not None and not self.done:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._last_out = now
+        timeouts = self.call.timeouts
+        self._expect(now + timeouts.connect + timeouts.first_byte, "answer")
+        try:
+            try:
+                response = await self.upstream.open(self.call)
+            except asyncio.CancelledError:
+                if self._expired is None:
+                    raise
+                raise self._expiry() from None
+            async with response:
+                await self._answer(response)
+        except UpstreamError as e:
+            self._failed(e)
+        except asyncio.CancelledError:
+            if self._expired is None:  # the client went away: nobody to answer
+                self.client_gone = True
+                self.error_type = "client_disconnected"
+                return
+            self._failed(self._expiry())  # an expiry outside the reads
+        except Exception:
+            log.exception("llmrelay: answering a request through %s failed", self.call.name)
+            self._failed(UpstreamError("bug", "the relay failed while reading the provider's answer; its log has the details"), status=500)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            self.done = True
+
+    async def _answer(self, response: Response) -> None:
+        exchange = self.exchange
+        self.provider_status = status = response.status
+        self.provider_headers = list(response.raw_headers)
+        headers = {k.decode("latin-1").lower(): v.decode("utf-8", "surrogateescape") for k, v in response.raw_headers}
+        if exchange.streams(status, headers):
+            await self._stream(response, exchange.translator(), headers)
+        else:
+            body = await self._read_all(response)
+            self._reply(exchange.reply(status, headers, body))
+
+    async def _stream(self, response: Response, translator: Any, headers: dict[str, str]) -> None:
+        """The provider's stream → the client's, read by read."""
+        loop = asyncio.get_running_loop()
+        idle = self.call.timeouts.idle
+        held = b""  # passed through untouched: the incomplete last event, until it completes
+        ended = False
+        try:
+            while True:
+                chunk = await response.readany()
+                if not chunk:
+                    break
+                now = loop.time()
+                if not self.provider_raw:
+                    self.exchange.first_byte = time.monotonic()
+                self.provider_raw.append(chunk)
+                self._expect(now + idle, "data")
+                if translator is not None:
+                    events = translator.feed(chunk)
+                    if events:
+                        self._send(_encode(events))
+                else:
+                    held += chunk
+                    cut = _whole_events(held)
+                    if cut:
+                        whole, held = held[:cut], held[cut:]
+                        ended = ended or _terminal(whole)
+                        self._send(whole)
+        except UpstreamError as failure:
+            return self._fail_stream(translator, failure)
+        except asyncio.CancelledError:
+            if self._expired is None:
+                raise
+            return self._fail_stream(translator, self._expiry())
+        if translator is not None:
+            self._send(_encode(translator.finish()))
+            self.error_type = translator.error_type
+        else:
+            if held.strip():  # a last event without its blank line still counts
+                self._send(held + b"\n\n")
+            if not (ended or _terminal(held)):
+                return self._fail_stream(None, UpstreamError("cut", f"{self.call.name}: the stream ended before the answer was complete"))
+        self._end()
+
+    async def _read_all(self, response: Response) -> bytes:
+        loop = asyncio.get_running_loop()
+        idle = self.call.timeouts.idle
+        try:
+            while True:
+                chunk = await response.readany()
+                if not chunk:
+                    break
+                if not self.provider_raw:
+                    self.exchange.first_byte = time.monotonic()
+                self.provider_raw.append(chunk)
+                self._expect(loop.time() + idle, "data")
+        except asyncio.CancelledError:
+            if self._expired is None:
+                raise
+            raise self._expiry() from None
+        return b"".join(self.provider_raw)
+
+    # --- the client side ----------------------------------------------------------------
+
+    def _commit(self) -> None:
+        if not self.sink.started:
+            self.status = 200
+            self.sink.head(200, STREAM_HEAD)
+
+    def _send(self, data: bytes) -> None:
+        for secret in self.secrets:
+            if secret in data:
+                data = data.replace(secret, b"[REDACTED]")
+        self._commit()
+        self.sent.append(data)
+        self.sink.write(data)
+        self._last_out = asyncio.get_running_loop().time()
+
+    def _end(self) -> None:
+        self.sink.end()
+
+    def _reply(self, reply: Reply) -> None:
+        """A whole answer: sent as it is, or as events after the pings already sent."""
+        if reply.status >= 400:
+            self.error_type = _error_type(reply.body)
+        if not self.sink.started:
+            body = self._scrubbed(reply.body)
+            self.status = reply.status
+            self.sink.head(reply.status, reply.headers, len(body))
+            self.sent.append(body)
+            self.sink.write(body)
+        elif reply.status >= 400 or not reply.headers.get("content-type", "").startswith("text/event-stream"):
+            self._send(sse.encode("error", reply.body if reply.status >= 400 else error_body("api_error", "the provider's answer could not be read")))
+        else:
+            self._send(reply.body)
+        self._end()
+
+    def _failed(self, failure: UpstreamError, status: int | None = None) -> None:
+        """The provider failed before its answer was read whole."""
+        message = scrub(str(failure), self._secret_texts)
+        status = status or failure.status
+        if self.sink.gone:
+            return
+        if not self.sink.started:
+            headers = {"retry-after": "1"} if failure.kind in ("connect", "dns", "timeout") else {}
+            self._reply(error_reply(status, message, headers))
+        else:
+            self._fail_stream(None, failure, status)
+
+    def _fail_stream(self, translator: Any, failure: UpstreamError, status: int | None = None) -> None:
+        message = scrub(str(failure), self._secret_texts)
+        if translator is not None:
+            events = translator.fail(status or failure.status, message)
+            self.error_type = translator.error_type
+            if events:
+                self._send(_encode(events))
+        else:
+            self.error_type = anthropic_status(status or failure.status)[1]
+            self._send(sse.encode("error", orjson.dumps(a.error_event(self.error_type, message))))
+        self._end()
+
+    def _scrubbed(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            if secret in data:
+                data = data.replace(secret, b"[REDACTED]")
+        return data
+
+    # --- the watchdog: keep-alive pings and timeouts -----------------------------------
+
+    def _expect(self, deadline: float, what: str) -> None:
+        """From now on the provider must say something by `deadline`."""
+        self._deadline, self._waiting = deadline, what
+        if self._timer is None:
+            self._schedule(asyncio.get_running_loop())
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        at = self._deadline
+        if self.exchange.client_stream:
+            at = min(at, self._last_out + self.ping_every)
+        self._timer = loop.call_at(at, self._check)
+
+    def _check(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self.done or self.sink.gone:
+            self._timer = None
+            return
+        if now >= self._deadline:
+            self._timer = None
+            self._expired = self._waiting
+            self._task.cancel()
+            return
+        if self.exchange.client_stream and now - self._last_out >= self.ping_every - 0.001:
+            self._send(PING)
+        self._schedule(loop)
+
+    def _expiry(self) -> UpstreamError:
+        """The watchdog cancelled the task: take the cancellation back, name the timeout."""
+        self._task.uncancel()
+        limits = self.call.timeouts
+        limit = limits.connect + limits.first_byte if self._expired == "answer" else limits.idle
+        return UpstreamError("timeout", f"{self.call.name}: no {self._expired} from the provider within {limit:g} s")
+
+
+def _whole_events(buf: bytes) -> int:
+    """How many leading bytes of `buf` are whole events."""
+    return max((at + len(end) for end in _EVENT_ENDS if (at := buf.rfind(end)) >= 0), default=0)
+
+
+def _terminal(events: bytes) -> bool:
+    """Whether these whole Anthropic events end the answer."""
+    return b"message_stop" in events or b"event: error" in events
+
+
+def _encode(events: list[dict[str, Any]]) -> bytes:
+    return b"".join([sse.encode(event["type"], orjson.dumps(event)) for event in events])
+
+
+def _error_type(body: bytes) -> str | None:
+    try:
+        return orjson.loads(body).get("error", {}).get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
