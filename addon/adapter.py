@@ -82,7 +82,7 @@ class Adapter:
         self.pending: dict[str, Pending] = {}
         self.in_flight: dict[str, InFlight] = {}
         self.replays: dict[str, Exchange] = {}  # answered by ServerPlayback, translated whole by Translate
-        self.unsent: dict[str, tuple] = {}  # JSON answers, held while Save records the provider's
+        self.unsent: dict[str, http.Response] = {}  # JSON answers, held while Save records the provider's
         self.late = Translate(self)
         self.usage_log: usage.UsageLog | None = None
         self.view = BothSides()
@@ -222,14 +222,18 @@ class Adapter:
         response = flow.response
         client_side = b"".join(answer.sent)
         if answer.provider_status is not None:
-            if not answer.exchange.client_stream:  # not sent yet: Translate puts it back after Save
-                self.unsent[flow.id] = (response.status_code, response.headers, response.raw_content)
-            response.status_code = answer.provider_status
-            response.reason = RESPONSES.get(answer.provider_status, "")
-            response.headers = http.Headers(_redacted(tuple(_scrub_fields(answer.provider_headers, answer.secrets)), {b"set-cookie"}))
-            response.raw_content = _scrub(b"".join(answer.provider_raw), answer.secrets)
-            if SIDE in flow.metadata and answer.exchange.client_stream:
-                flow.metadata[SIDE]["client_response"] = client_side
+            # A new response object: the one mitmproxy is sending to the client keeps its own
+            # head, by which mitmproxy ends the message it streamed.
+            shown = http.Response.make(answer.provider_status, b"", ())
+            shown.headers = http.Headers(_redacted(tuple(_scrub_fields(answer.provider_headers, answer.secrets)), {b"set-cookie"}))
+            shown.raw_content = _scrub(b"".join(answer.provider_raw), answer.secrets)
+            shown.timestamp_start, shown.timestamp_end = response.timestamp_start, response.timestamp_end
+            flow.response = shown
+            if answer.exchange.client_stream:
+                if SIDE in flow.metadata:
+                    flow.metadata[SIDE]["client_response"] = client_side
+            else:  # not sent yet: Translate gives it back after Save
+                self.unsent[flow.id] = response
         elif response.raw_content is None:  # the provider never answered: the flow shows the relay's own answer
             response.raw_content = client_side
         self.account(flow, answer.exchange, answer.status or response.status_code, answer.error_type)
@@ -303,8 +307,7 @@ class Translate:
         if unsent is not None:  # Save has the provider's answer: the client gets its own
             if SIDE in flow.metadata:
                 flow.metadata[SIDE]["provider_response"] = response.raw_content
-            response.status_code, response.headers, response.raw_content = unsent
-            response.reason = RESPONSES.get(response.status_code, "")
+            flow.response = unsent
             return
         exchange = self.adapter.replays.pop(flow.id, None)
         if exchange is None or response is None:

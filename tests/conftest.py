@@ -11,7 +11,7 @@ PROVIDER_KEY = "sk-provider-secret-0123456789"
 CLIENT_KEY = "sk-ant-client-secret-0123456789"
 # What must never appear in a relay's output (cancelled connections at shutdown are mitmproxy's
 # own noise; these are ours).
-FAILURE_SIGNS = ("Addon error", "has crashed", "llmrelay: translating", "llmrelay: reading", "DeprecationWarning")
+FAILURE_SIGNS = ("Addon error", "has crashed", "llmrelay: translating", "llmrelay: reading", "llmrelay: answering", "DeprecationWarning")
 
 
 @pytest.fixture(scope="session")

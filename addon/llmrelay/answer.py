@@ -100,7 +100,7 @@ class Answer:
         self._expect(now + timeouts.connect + timeouts.first_byte, "answer")
         try:
             try:
-                response = await self.upstream.open(self.call)
+                response = await self.upstream.open(self.call, sent=self._sent)
             except asyncio.CancelledError:
                 if self._expired is None:
                     raise
@@ -129,6 +129,7 @@ class Answer:
         self.provider_headers = list(response.raw_headers)
         headers = {k.decode("latin-1").lower(): v.decode("utf-8", "surrogateescape") for k, v in response.raw_headers}
         if exchange.streams(status, headers):
+            self._commit()  # the head goes out now: mitmproxy readies the client's stream meanwhile
             await self._stream(response, exchange.translator(), headers)
         else:
             body = await self._read_all(response)
@@ -262,6 +263,9 @@ class Answer:
 
     # --- the watchdog: keep-alive pings and timeouts -----------------------------------
 
+    def _sent(self) -> None:
+        self._expect(asyncio.get_running_loop().time() + self.call.timeouts.first_byte, "answer")
+
     def _expect(self, deadline: float, what: str) -> None:
         """From now on the provider must say something by `deadline`."""
         self._deadline, self._waiting = deadline, what
@@ -293,7 +297,7 @@ class Answer:
         """The watchdog cancelled the task: take the cancellation back, name the timeout."""
         self._task.uncancel()
         limits = self.call.timeouts
-        limit = limits.connect + limits.first_byte if self._expired == "answer" else limits.idle
+        limit = limits.first_byte if self._expired == "answer" else limits.idle
         return UpstreamError("timeout", f"{self.call.name}: no {self._expired} from the provider within {limit:g} s")
 
 

@@ -20,14 +20,16 @@ Rules:
 Failures come out as `UpstreamError`, one kind each, so that the caller can answer in the
 client's protocol and decide what may be retried:
 
-| kind        | what happened                                           | client status |
-|-------------|---------------------------------------------------------|---------------|
-| connect     | connection refused, unreachable host or port            | 529 overloaded |
-| dns         | the host name does not resolve                          | 529 overloaded |
-| tls         | TLS handshake or certificate check failed               | 502 api_error |
-| timeout     | no connection, first byte or next byte within its limit | 504 timeout   |
-| cut         | the connection closed in the middle of the answer       | 502 api_error |
-| protocol    | the answer is not valid HTTP                            | 502 api_error |
+| kind      | what happened                                           | the client gets            |
+|-----------|---------------------------------------------------------|----------------------------|
+| connect   | connection refused, unreachable host or port            | 529 overloaded_error       |
+| dns       | the host name does not resolve                          | 529 overloaded_error       |
+| tls       | TLS handshake or certificate check failed               | 500 api_error              |
+| timeout   | no connection, first byte or next byte within its limit | 504 timeout_error          |
+| cut       | the connection closed in the middle of the answer       | 500 api_error              |
+| protocol  | the answer is not valid HTTP                            | 500 api_error              |
+
+(`status` is the upstream-like status; `errors.anthropic_status` makes it the client's.)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import asyncio
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -97,8 +100,9 @@ class Upstream:
         self._ssl = context
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
 
-    async def open(self, call: Call) -> Response:
-        """Sends the request; returns the answer once its head has arrived."""
+    async def open(self, call: Call, sent: Callable[[], None] | None = None) -> Response:
+        """Sends the request; returns the answer once its head has arrived. `sent` is called
+        as the request goes out (the provider's time to answer starts then)."""
         parts = urlsplit(call.url)
         tls = parts.scheme == "https"
         host = parts.hostname or ""
@@ -110,6 +114,8 @@ class Upstream:
             if conn is None:
                 conn = await self._connect(key, call)
             response = conn.send(request, call.method == "HEAD")
+            if sent is not None:
+                sent()
             try:
                 await response.head_received()
             except UpstreamError as e:
