@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 from types import SimpleNamespace
 
@@ -52,7 +53,6 @@ Exchange = relay.Exchange | relay.AnthropicExchange | relay.PassExchange
 REDACTED = b"[REDACTED]"
 # Request headers that carry the client's credentials: never kept on a flow.
 CLIENT_SECRETS = frozenset({b"authorization", b"x-api-key", b"cookie", gate.KEY_HEADER.encode()})
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 # (Plain classes: a dataclass cannot be made in a mitmproxy script, which is not in sys.modules.)
@@ -89,6 +89,7 @@ class Adapter:
         self.loopback = Loopback()
         self.upstream: Upstream | None = None
         self.loopback_started: asyncio.Task | None = None
+        self.started = False
 
     def load(self, loader) -> None:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
@@ -103,22 +104,39 @@ class Adapter:
             self.usage_log = usage.UsageLog(ctx.options.adapter_data_dir) if ctx.options.adapter_usage else None
         if "adapter_config" in updated:
             try:
-                self.config = load_config(ctx.options.adapter_config)
+                config = load_config(ctx.options.adapter_config)
             except ConfigError as e:
-                raise exceptions.OptionsError(str(e)) from None
-            routes = len(self.config.models.routes)
-            log.info(f"llmrelay: {len(self.config.providers)} provider(s), {routes} route(s) from {ctx.options.adapter_config}")
-        if updated & {"adapter_config", "listen_host", "mode"} and self.config is not None:
+                return self._refuse(str(e))
+            exposed = sorted(_listening_beyond_loopback())
+            if exposed and not config.relay.inbound_keys:
+                return self._refuse(
+                    f"llmrelay: refusing to listen on {', '.join(exposed)} without inbound keys: anyone who can reach "
+                    "it could spend your provider keys. Listen on 127.0.0.1 (--listen-host 127.0.0.1) or set relay.keys."
+                )
+            self.config = config
+            routes = len(config.models.routes)
+            log.info(f"llmrelay: {len(config.providers)} provider(s), {routes} route(s) from {ctx.options.adapter_config}")
+        elif updated & {"listen_host", "mode"} and self.config is not None:
             exposed = sorted(_listening_beyond_loopback())
             if exposed and not self.config.relay.inbound_keys:
-                raise exceptions.OptionsError(
+                return self._refuse(
                     f"llmrelay: refusing to listen on {', '.join(exposed)} without inbound keys: anyone who can reach "
                     "it could spend your provider keys. Listen on 127.0.0.1 (--listen-host 127.0.0.1) or set relay.keys."
                 )
         if updated & {"ssl_insecure", "ssl_verify_upstream_trusted_ca"} or self.upstream is None:
             self.upstream = Upstream(verify=not ctx.options.ssl_insecure, ca_file=ctx.options.ssl_verify_upstream_trusted_ca)
 
+    def _refuse(self, message: str) -> None:
+        """A setting the relay cannot run with. At start-up: one clear line, no listening
+        socket, and mitmdump exits with an error; later (an option changed in mitmweb): the
+        change is refused and rolled back."""
+        if self.started:
+            raise exceptions.OptionsError(message)
+        log.error(message)
+        ctx.options.update(server=False)  # never bind: nobody gets in while mitmdump exits
+
     def running(self) -> None:
+        self.started = True
         # Everything loaded so far (mitmproxy, this package) lives as long as the process:
         # moving it out of the collector's reach makes each full collection, which the
         # garbage of every translated request sets off now and then, walk far fewer objects.
@@ -340,9 +358,18 @@ def _listening_beyond_loopback() -> set[str]:
             host = ProxyMode.parse(spec).listen_host(ctx.options.listen_host)
         except ValueError:
             continue
-        if host.strip("[]") not in LOOPBACK:
+        if not _is_loopback(host.strip("[]")):
             hosts.add(host or "every interface")
     return hosts
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "" (every interface) or a name
 
 
 def _timeouts(config) -> Timeouts:

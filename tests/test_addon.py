@@ -163,30 +163,41 @@ def test_the_relay_answers_itself(adapter, method, path, body, status, check) ->
     assert f.request.headers["x-api-key"] == "[REDACTED]"  # the client's key is not kept either
 
 
-def test_a_bad_config_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:
+def test_a_bad_config_stops_start_up_with_a_clear_message(tmp_path: Path, caplog) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("providers: {}\nmodels: {default: {provider: gone, model: m}}\n")
     addon = Adapter()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, listen_host="127.0.0.1")
-        with pytest.raises(exceptions.OptionsError, match="bad.yaml: models.default.provider: unknown provider 'gone'"):
+        tctx.configure(addon, adapter_config=str(path))
+        assert "bad.yaml: models.default.provider: unknown provider 'gone'" in caplog.text
+        assert tctx.options.server is False  # nothing listens while mitmdump exits
+        # Once running, a bad change is refused and rolled back instead.
+        addon.started = True
+        with pytest.raises(exceptions.OptionsError, match="unknown provider 'gone'"):
             tctx.configure(addon, adapter_config=str(path))
 
 
-def test_listening_beyond_loopback_needs_inbound_keys(tmp_path: Path) -> None:
+def test_listening_beyond_loopback_needs_inbound_keys(tmp_path: Path, caplog) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG)
     addon = Adapter()
     with taddons.context(addon) as tctx:
-        tctx.configure(addon, listen_host="127.0.0.1")
+        tctx.configure(addon, listen_host="127.0.0.2")  # loopback too
         tctx.configure(addon, adapter_config=str(path))
-        with pytest.raises(exceptions.OptionsError, match="refusing to listen on every interface without inbound keys"):
-            tctx.configure(addon, listen_host="")
-        with pytest.raises(exceptions.OptionsError, match="refusing to listen on 0.0.0.0"):
-            tctx.configure(addon, mode=["reverse:http://127.0.0.1:9@0.0.0.0:8082"])
+        assert tctx.options.server is True
+        tctx.configure(addon, listen_host="")
+        assert "refusing to listen on every interface without inbound keys" in caplog.text
+        assert tctx.options.server is False
+        caplog.clear()
+        tctx.configure(addon, listen_host="127.0.0.1", server=True)
+        tctx.configure(addon, mode=["reverse:http://127.0.0.1:9@0.0.0.0:8082"])
+        assert "refusing to listen on 0.0.0.0" in caplog.text
         path.write_text(CONFIG + "relay: {keys: [relay-key-0123456789]}\n")
+        tctx.configure(addon, server=True, mode=["regular"])
         tctx.configure(addon, adapter_config=str(path))
         tctx.configure(addon, listen_host="")  # with keys: allowed
+        assert tctx.options.server is True
 
 
 def test_a_bug_in_the_relay_still_answers_in_anthropic_form(adapter, monkeypatch) -> None:
