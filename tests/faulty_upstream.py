@@ -79,6 +79,24 @@ def tool_events(name: str, arguments: str, *, finish: str | None = "tool_calls")
     return events
 
 
+def anthropic_events(text: str = "Hello from an Anthropic-compatible API", *, pieces: int = 3) -> list[bytes]:
+    """An Anthropic Messages stream: message_start, one text block in `pieces`, message_stop."""
+    step = max(1, len(text) // pieces)
+    events = [
+        ("message_start", {"type": "message_start", "message": {"id": "msg_fault", "type": "message", "role": "assistant", "model": "m", "content": [],
+                                                              "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ]
+    events += [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text[i : i + step]}})
+               for i in range(0, len(text), step)]
+    events += [
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 9}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return [b"event: %b\ndata: %b\n\n" % (name.encode(), orjson.dumps(data)) for name, data in events]
+
+
 def _chat(delta: dict[str, Any], finish: str | None = None) -> bytes:
     chunk = {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": 1, "model": "m",
              "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}

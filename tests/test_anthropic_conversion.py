@@ -55,7 +55,7 @@ def test_a_stream_becomes_one_message_for_a_json_client(path: Path) -> None:
 def test_a_stream_for_a_streaming_client_passes_untouched(path: Path) -> None:
     fixture = json.loads(path.read_text())
     ex = exchange(client_stream=True)
-    assert ex.streams(200, {"content-type": "text/event-stream; charset=utf-8"}) and ex.stream() is None
+    assert ex.streams(200, {"content-type": "text/event-stream; charset=utf-8"}) and ex.translator() is None
     reply = ex.reply(200, {"content-type": fixture["content_type"]}, fixture["body"].encode())
     assert reply.body == fixture["body"].encode()
 

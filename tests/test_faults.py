@@ -9,6 +9,7 @@ as complete. Silence gets keep-alive pings, and the provider's timeouts hold.
 from __future__ import annotations
 
 import json
+import time
 
 import anthropic
 import httpx
@@ -16,7 +17,8 @@ import pytest
 
 from anthropic_view import check_events
 from conftest import CLIENT_KEY, FAILURE_SIGNS, PROVIDER_KEY
-from faulty_upstream import Fault, FaultyUpstream, chat_events, tool_events
+from faulty_upstream import Fault, FaultyUpstream, anthropic_events, chat_events, tool_events
+from llmrelay import usage
 from llmrelay import sse
 from relay_process import Relay, free_port
 
@@ -48,6 +50,11 @@ providers:
     api_key: {PROVIDER_KEY}
     supports_streaming: false
     timeouts: {{connect: 2, first_byte: 3, idle: 3}}
+  faulty-anthropic:
+    type: anthropic
+    base_url: {upstream.base_url.removesuffix("/v1")}
+    api_key: {PROVIDER_KEY}
+    timeouts: {{connect: 2, first_byte: 1.5, idle: 1.5}}
   unreachable:
     type: openai
     base_url: http://127.0.0.1:{free_port()}/v1
@@ -60,6 +67,7 @@ models:
   default: {{provider: faulty, model: m}}
   routes:
     claude-json-provider: {{provider: faulty-json, model: m}}
+    claude-compatible: {{provider: faulty-anthropic, model: m}}
     claude-unreachable: {{provider: unreachable, model: m}}
     claude-no-such-host: {{provider: no-such-host, model: m}}
 relay:
@@ -229,3 +237,50 @@ def test_paths_the_relay_does_not_serve_get_anthropic_errors_not_html(relay, met
         assert response.headers["content-type"] == "application/json"
         body = response.json()
         assert body.get("type") == "error" or "id" in body or body == {"status": "ok"}
+
+
+def test_a_json_client_gets_one_message_from_a_provider_that_streams_anyway(upstream, client) -> None:
+    upstream.set_script([Fault("ok", events=chat_events("Streamed though not asked to."))])
+    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=HELLO)
+    assert message.content[0].text == "Streamed though not asked to." and message.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+def test_an_anthropic_compatible_stream_cut_short_is_an_error(relay, upstream, client, stream) -> None:
+    cut = Fault("cut_chunked", events=anthropic_events()[:4])
+    upstream.set_script([cut])
+    if stream:
+        response, events = stream_raw(relay, "claude-compatible")
+        assert_ends_with_error(events)
+        assert kinds(events)[:3] == ["message_start", "content_block_start", "content_block_delta"]  # whole events went on
+    else:
+        with pytest.raises(anthropic.APIStatusError) as raised:
+            client.messages.create(model="claude-compatible", max_tokens=100, messages=HELLO)
+        assert raised.value.body["error"]["type"] == "api_error"
+
+
+def test_an_anthropic_compatible_stream_passes_whole(upstream, client) -> None:
+    upstream.set_script([Fault("ok", events=anthropic_events("Whole and untouched."))])
+    with client.messages.stream(model="claude-compatible", max_tokens=100, messages=HELLO) as answer:
+        message = answer.get_final_message()
+    assert message.content[0].text == "Whole and untouched." and message.usage.output_tokens == 9
+
+
+def test_usage_records_say_what_happened(relay, upstream) -> None:
+    before = len(usage.read(relay.data))
+    upstream.set_script([Fault("cut_chunked", events=chat_events(finish=None, done=False)[:3])])
+    stream_raw(relay)
+    upstream.set_script([Fault("silent", wait=1.0)])
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": HELLO, "stream": True}
+    with httpx.stream("POST", relay.url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}) as answer:
+        assert b"ping" in next(answer.iter_raw())  # then the client gives up and goes away
+    cut, gone = _wait_for_records(relay, before + 2)[before:]
+    assert (cut["status"], cut["error_type"]) == (200, "api_error")  # an error inside a 200 stream
+    assert (gone["status"], gone["error_type"]) == (499, "client_disconnected")
+
+
+def _wait_for_records(relay, count: int) -> list[dict]:
+    deadline = time.monotonic() + 10
+    while len(found := usage.read(relay.data)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found

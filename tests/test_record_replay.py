@@ -11,6 +11,8 @@ import anthropic
 import httpx
 from mitmproxy import io
 
+from llmrelay import usage
+
 from anthropic_oracle import read_message
 from anthropic_view import sdk_message
 from oracle import read_chat
@@ -57,6 +59,10 @@ def test_a_recorded_session_replays_offline_with_the_same_answers(provider, tmp_
     assert replayed == recorded
     assert replayed[0]["content"][1]["text"] == "Recorded and streamed."
     assert replayed[1]["content"][0]["input"] == {"zone": "UTC"}
+    # Replayed answers cost nothing: flagged in their records and left out of the totals.
+    records = usage.read(tmp_path / "data")
+    assert [r.get("replayed", False) for r in records] == [False, False, True, True]
+    assert sum(row["requests"] for row in usage.totals(records, "day", {}).values()) == 2
 
 
 FLOWS = Path(__file__).parent / "fixtures" / "flows"

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -41,7 +42,7 @@ from . import sse
 from .errors import anthropic_status, error_body, scrub
 from .loopback import Sink
 from .protocols import anthropic as a
-from .relay import Reply, error_reply
+from .relay import Reply, error_reply, message_reply
 from .upstream import Call, Response, Upstream, UpstreamError
 
 log = logging.getLogger("llmrelay")
@@ -131,6 +132,8 @@ class Answer:
         if exchange.streams(status, headers):
             self._commit()  # the head goes out now: mitmproxy readies the client's stream meanwhile
             await self._stream(response, exchange.translator(), headers)
+        elif 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream"):
+            await self._collect(response, exchange.reader())
         else:
             body = await self._read_all(response)
             self._reply(exchange.reply(status, headers, body))
@@ -174,11 +177,24 @@ class Answer:
         else:
             if held.strip():  # a last event without its blank line still counts
                 self._send(held + b"\n\n")
+            self.exchange.stream_ended(b"".join(self.provider_raw))
             if not (ended or _terminal(held)):
                 return self._fail_stream(None, UpstreamError("cut", f"{self.call.name}: the stream ended before the answer was complete"))
         self._end()
 
-    async def _read_all(self, response: Response) -> bytes:
+    async def _collect(self, response: Response, reader: Any) -> None:
+        """A streamed answer for a client that wants one message: rebuilt as it arrives, so
+        a long answer never holds the event loop for more than one read."""
+        accumulator = a.Accumulator()
+        try:
+            await self._read_all(response, lambda chunk: _add(accumulator, reader.feed(chunk)))
+            _add(accumulator, reader.finish())
+        except UpstreamError as failure:
+            _add(accumulator, reader.fail(failure.status, scrub(str(failure), self._secret_texts)))
+        self.exchange.stream_ended(b"".join(self.provider_raw))
+        self._reply(message_reply(accumulator))
+
+    async def _read_all(self, response: Response, each: Callable[[bytes], None] | None = None) -> bytes:
         loop = asyncio.get_running_loop()
         idle = self.call.timeouts.idle
         try:
@@ -190,6 +206,8 @@ class Answer:
                     self.exchange.first_byte = time.monotonic()
                 self.provider_raw.append(chunk)
                 self._expect(loop.time() + idle, "data")
+                if each is not None:
+                    each(chunk)
         except asyncio.CancelledError:
             if self._expired is None:
                 raise
@@ -299,6 +317,11 @@ class Answer:
         limits = self.call.timeouts
         limit = limits.first_byte if self._expired == "answer" else limits.idle
         return UpstreamError("timeout", f"{self.call.name}: no {self._expired} from the provider within {limit:g} s")
+
+
+def _add(accumulator: a.Accumulator, events: list[dict[str, Any]]) -> None:
+    for event in events:
+        accumulator.add(event)
 
 
 def _whole_events(buf: bytes) -> int:

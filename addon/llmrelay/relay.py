@@ -248,7 +248,6 @@ class Exchange(_Answers):
     count_tokens_body: bytes | None = None  # never set here: count_tokens is answered locally
     used: ChatTranslator | None = None  # the last translator, for its usage
     first_byte: float | None = None  # monotonic time the provider's answer began
-    streamed: bool = False
 
     @property
     def reasoning_tokens(self) -> int:
@@ -265,23 +264,9 @@ class Exchange(_Answers):
         self.used = ChatTranslator(model=self.client_model, input_tokens=self.input_estimate, tool_names=self.tool_names)
         return self.used
 
-    def stream(self) -> Callable[[bytes], list[bytes]] | None:
-        """The function mitmproxy calls with each network read, then once with b"" at the end.
-
-        It returns [] rather than b"" to send nothing (b"" would end a chunked response), and
-        never raises: an exception would drop the read, or hang the client on the last call.
-        """
-        translator = self.translator()
-
-        def on_bytes(chunk: bytes) -> list[bytes]:
-            try:
-                events = translator.feed(chunk) if chunk else translator.finish()
-            except Exception:
-                log.exception("llmrelay: translating a stream from %s failed", self.provider.host)
-                events = translator.fail(500, "the relay failed to translate the provider's stream")
-            return [encode(events)] if events else []
-
-        return on_bytes
+    def reader(self) -> ChatTranslator:
+        """Reads a streamed answer as it arrives, for a client that wants one message."""
+        return self.translator()
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
         if not 200 <= status < 300:
@@ -301,6 +286,11 @@ def events_reply(events: Iterable[dict[str, Any]], stream: bool) -> Reply:
     acc = a.Accumulator()
     for event in events:
         acc.add(event)
+    return message_reply(acc)
+
+
+def message_reply(acc: a.Accumulator) -> Reply:
+    """The message an accumulator rebuilt, or the error that ended it."""
     if acc.error is not None or acc.message is None:
         error = (acc.error or a.error_event("api_error", "the provider sent no answer"))["error"]
         return error_reply(status_of(error.get("type", "api_error")), error.get("message", ""))
@@ -332,18 +322,17 @@ class AnthropicExchange(_Answers):
     started: float = field(default_factory=time.monotonic)
     usage: dict[str, int] | None = None
     first_byte: float | None = None
-    streamed: bool = False
 
     def stream_ended(self, raw: bytes) -> None:
         """The provider's stream, passed through whole: read its usage."""
         self.usage = _usage_in(_events(raw))
 
-    def stream(self) -> None:
+    def translator(self) -> None:
         """None: the stream goes to the client exactly as the provider sent it."""
         return None
 
-    def translator(self) -> None:
-        return None  # the same: passed on untouched
+    def reader(self) -> AnthropicEvents:
+        return AnthropicEvents()
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
         if self.count_tokens_body is not None:
@@ -386,7 +375,46 @@ def encode(events: Iterable[dict[str, Any]]) -> bytes:
     return b"".join([sse.encode(event["type"], orjson.dumps(event)) for event in events])
 
 
-STREAM_HEADERS = {"content-type": EVENT_STREAM, "cache-control": "no-cache", "transfer-encoding": "chunked"}
+class AnthropicEvents:
+    """An Anthropic event stream read as it arrives (for a client that wants one message),
+    with the translators' interface: `feed`, `finish`, `fail`. Like them, it never takes a
+    stream that ends without `message_stop` (or an `error`) for a whole answer."""
+
+    def __init__(self) -> None:
+        self._decoder = sse.Decoder()
+        self.ended = False
+        self.error_type: str | None = None
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        return self._read(self._decoder.feed(data))
+
+    def finish(self) -> list[dict[str, Any]]:
+        events = self._read(self._decoder.flush())
+        if not self.ended:
+            events += self.fail(502, "the provider's stream ended before the answer was complete")
+        return events
+
+    def fail(self, status: int, message: str) -> list[dict[str, Any]]:
+        self.ended = True
+        self.error_type = anthropic_status(status)[1]
+        return [a.error_event(self.error_type, message)]
+
+    def _read(self, raw: list[sse.Event]) -> list[dict[str, Any]]:
+        events = []
+        for event in raw:
+            if self.ended or not event.data.strip():
+                continue
+            try:
+                data = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                return events + self.fail(502, "the provider sent an event that is not JSON")
+            events.append(data)
+            if data.get("type") == "message_stop":
+                self.ended = True
+            elif data.get("type") == "error":
+                self.ended = True
+                self.error_type = (data.get("error") or {}).get("type")
+        return events
 
 
 @dataclass
