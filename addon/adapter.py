@@ -44,6 +44,7 @@ from both_sides import SIDE, BothSides
 from llmrelay import gate, relay, usage
 from llmrelay.answer import Answer
 from llmrelay.config import Config, ConfigError, load_config
+from llmrelay.errors import scrub_bytes
 from llmrelay.loopback import Loopback
 from llmrelay.upstream import Call, Timeouts, Upstream
 
@@ -244,7 +245,7 @@ class Adapter:
             # head, by which mitmproxy ends the message it streamed.
             shown = http.Response.make(answer.provider_status, b"", ())
             shown.headers = http.Headers(_redacted(tuple(_scrub_fields(answer.provider_headers, answer.secrets)), {b"set-cookie"}))
-            shown.raw_content = _scrub(b"".join(answer.provider_raw), answer.secrets)
+            shown.raw_content = scrub_bytes(b"".join(answer.provider_raw), answer.secrets)
             shown.timestamp_start, shown.timestamp_end = response.timestamp_start, response.timestamp_end
             flow.response = shown
             if answer.exchange.client_stream:
@@ -386,15 +387,8 @@ def _redacted(fields: tuple[tuple[bytes, bytes], ...], names: set[bytes] | froze
     return tuple((name, REDACTED if name.lower() in names else value) for name, value in fields)
 
 
-def _scrub(data: bytes, secrets: tuple[bytes, ...]) -> bytes:
-    for secret in secrets:
-        if secret in data:
-            data = data.replace(secret, REDACTED)
-    return data
-
-
 def _scrub_fields(fields, secrets: tuple[bytes, ...]):
-    return ((name, _scrub(value, secrets)) for name, value in fields)
+    return ((name, scrub_bytes(value, secrets)) for name, value in fields)
 
 
 def _fields(headers: dict[str, str], **more: str) -> tuple[tuple[bytes, bytes], ...]:

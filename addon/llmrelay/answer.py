@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 from . import sse
-from .errors import anthropic_status, error_body, scrub
+from .errors import anthropic_status, error_body, scrub, scrub_bytes
 from .loopback import Sink
 from .protocols import anthropic as a
 from .relay import Reply, error_reply, message_reply
@@ -222,9 +222,7 @@ class Answer:
             self.sink.head(200, STREAM_HEAD)
 
     def _send(self, data: bytes) -> None:
-        for secret in self.secrets:
-            if secret in data:
-                data = data.replace(secret, b"[REDACTED]")
+        data = scrub_bytes(data, self.secrets)
         self._commit()
         self.sent.append(data)
         self.sink.write(data)
@@ -238,7 +236,7 @@ class Answer:
         if reply.status >= 400:
             self.error_type = _error_type(reply.body)
         if not self.sink.started:
-            body = self._scrubbed(reply.body)
+            body = scrub_bytes(reply.body, self.secrets)
             self.status = reply.status
             self.sink.head(reply.status, reply.headers, len(body))
             self.sent.append(body)
@@ -272,12 +270,6 @@ class Answer:
             self.error_type = anthropic_status(status or failure.status)[1]
             self._send(sse.encode("error", orjson.dumps(a.error_event(self.error_type, message))))
         self._end()
-
-    def _scrubbed(self, data: bytes) -> bytes:
-        for secret in self.secrets:
-            if secret in data:
-                data = data.replace(secret, b"[REDACTED]")
-        return data
 
     # --- the watchdog: keep-alive pings and timeouts -----------------------------------
 

@@ -137,3 +137,11 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 8:
             text = text.replace(secret, "[REDACTED]")
     return text
+
+
+def scrub_bytes(data: bytes, secrets: Iterable[bytes]) -> bytes:
+    """`scrub` for bytes on their way out (a provider's answer, its headers)."""
+    for secret in secrets:
+        if secret in data:
+            data = data.replace(secret, b"[REDACTED]")
+    return data
