@@ -72,6 +72,10 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
         if path in ("/v1/messages", "/v1/messages/count_tokens"):
             if method != "POST":
                 return error_reply(405, f"{path} takes POST, not {method}")
+            try:
+                body.decode("utf-8")  # JSON is UTF-8; raw tool inputs and schemas are passed on as bytes
+            except UnicodeDecodeError as e:
+                raise RelayError(f"the request body is not valid UTF-8 (at byte {e.start})") from None
             counting = path.endswith("count_tokens")
             # An OpenAI-compatible route needs the whole request read, so read it once, up
             # front; what this relay cannot read may still go to an Anthropic-compatible

@@ -242,6 +242,8 @@ def _part(block: a.Block, provider: Provider) -> dict[str, Any]:
     if isinstance(block, a.DocumentBlock):
         source = block.source
         if source.get("type") == "text":
+            if not isinstance(source.get("data", ""), str):
+                raise RelayError("a text document's source.data must be a string")
             return {"type": "text", "text": source.get("data", "")}
         if source.get("type") == "base64" and source.get("media_type") == "application/pdf":
             name = (block.title or "document") + ".pdf"
