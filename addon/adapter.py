@@ -27,6 +27,7 @@ This file is only mitmproxy glue; the work happens in the `llmrelay` package bes
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import ipaddress
 import logging
@@ -91,6 +92,7 @@ class Adapter:
         self.upstream: Upstream | None = None
         self.loopback_started: asyncio.Task | None = None
         self.started = False
+        self._trim: asyncio.TimerHandle | None = None
 
     def load(self, loader) -> None:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
@@ -256,6 +258,16 @@ class Adapter:
         elif response.raw_content is None:  # the provider never answered: the flow shows the relay's own answer
             response.raw_content = client_side
         self.account(flow, answer.exchange, answer.status or response.status_code, answer.error_type)
+        if sum(map(len, answer.provider_raw)) > BIG_ANSWER:
+            self._give_back_memory()
+
+    def _give_back_memory(self) -> None:
+        """After a big answer, once things are quiet: collect the flow's cycles and hand the
+        freed pages back to the system (glibc keeps them otherwise: RSS stayed at ~540 MB
+        after twelve 20 MB answers)."""
+        if self._trim is not None:
+            self._trim.cancel()
+        self._trim = asyncio.get_running_loop().call_later(2.0, _release_memory)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.pending.pop(flow.id, None)
@@ -362,6 +374,17 @@ def _listening_beyond_loopback() -> set[str]:
         if not _is_loopback(host.strip("[]")):
             hosts.add(host or "every interface")
     return hosts
+
+
+BIG_ANSWER = 4 << 20  # bytes
+
+
+def _release_memory() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to hand back this way
 
 
 def _is_loopback(host: str) -> bool:

@@ -400,27 +400,40 @@ def valid_requests(draw) -> dict:
     return request
 
 
-def places(value, into: list, depth: int = 1) -> list[tuple[object, object, int]]:
-    """Every (container, key or index, depth) in a JSON value."""
+def places(value, into: list) -> list[tuple[object, object]]:
+    """Every (container, key or index) in a JSON value."""
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, child in items:
-        into.append((value, key, depth))
-        places(child, into, depth + 1)
+        into.append((value, key))
+        places(child, into)
     return into
+
+
+def unchecked_places(request) -> list[tuple[object, object]]:
+    """The places no schema checks on the way in: tool inputs and schemas (kept as raw JSON),
+    document sources and `output_config` (any object)."""
+    found: list = []
+    for holder, key in places(request, []):
+        if not isinstance(holder, dict):
+            continue
+        if key in ("input", "input_schema", "output_config") or (key == "source" and holder.get("type") == "document"):
+            found.append((holder, key))
+            places(holder[key], found)
+    return found
 
 
 @st.composite
 def mutated_requests(draw) -> dict:
     request = copy.deepcopy(draw(valid_requests()))  # st.just values are shared between examples
     # Random's choices are even, where sampled_from would lean to the first place (`model`).
-    # Deeper places weigh more: tool inputs and schemas, passed on raw, lie deepest.
     rnd = draw(st.randoms(use_true_random=False))
     for _ in range(rnd.choice([0, 1, 1, 2, 2, 3])):
         how = rnd.choice(["value", "bytes", "splice", "splice", "deep", "delete", "type", "unknown"])
-        targets = places(request, [])
+        # Half the time where no schema checks, if the request has such a place.
+        targets = (unchecked_places(request) if rnd.random() < 0.5 else []) or places(request, [])
         if how == "splice":  # bytes into a string already there: the body stays JSON
-            targets = [t for t in targets if isinstance(t[0][t[1]], str)] or targets
-        container, key, _ = rnd.choices(targets, weights=[depth**2 for _, _, depth in targets])[0]
+            targets = [(c, k) for c, k in targets if isinstance(c[k], str)] or targets
+        container, key = rnd.choice(targets)
         old = container[key]
         if how == "splice" and isinstance(old, str):
             container[key] = old + draw(raw_bytes)
