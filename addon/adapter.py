@@ -44,10 +44,10 @@ import both_sides
 from both_sides import SIDE, BothSides
 from llmrelay import gate, relay, usage
 from llmrelay.answer import Answer
-from llmrelay.config import Config, ConfigError, load_config
+from llmrelay.config import Config, ConfigError, Timeouts, load_config
 from llmrelay.errors import scrub_bytes
 from llmrelay.loopback import Loopback
-from llmrelay.upstream import Call, Timeouts, Upstream
+from llmrelay.upstream import Call, Upstream
 
 log = logging.getLogger("llmrelay")
 
@@ -193,15 +193,15 @@ class Adapter:
             return
         if isinstance(outcome, relay.Forward):
             scheme, host, port, path = outcome.target
+            authority = url.hostport(scheme, host, port)
             provider = self.config.providers[outcome.exchange.route.provider]
-            call = Call("POST", f"{scheme}://{url.hostport(scheme, host, port)}{path}", list(outcome.headers.items()),
-                        outcome.body, _timeouts(provider.timeouts), outcome.exchange.route.provider)
+            call = Call("POST", f"{scheme}://{authority}{path}", list(outcome.headers.items()),
+                        outcome.body, provider.timeouts, outcome.exchange.route.provider)
             self.pending[flow.id] = Pending(outcome.exchange, call, self.config.secrets)
             # The flow shows the provider request (and ServerPlayback matches it): new headers,
             # raw content and the target written straight into the request's data, much
             # cheaper than the setters, which rescan and rewrite the headers on each call.
             secret = {name.encode() for name in outcome.exchange.secret_headers}
-            authority = url.hostport(scheme, host, port)
             req.headers = http.Headers(_redacted(_fields(_sized(outcome.headers, outcome.body), host=authority), secret))
             req.raw_content = outcome.body
             data = req.data
@@ -309,8 +309,7 @@ class Translate:
         if flow.response is not None:  # replayed: translated in `response`
             adapter.replays[flow.id] = pending.exchange
             return
-        ping = adapter.config.relay.ping_interval if adapter.config else 5.0
-        answer = Answer(pending.exchange, pending.call, adapter.upstream, ping_every=ping, secrets=pending.secrets)
+        answer = Answer(pending.exchange, pending.call, adapter.upstream, ping_every=adapter.config.relay.ping_interval, secrets=pending.secrets)
         req = flow.request
         data = req.data
         shown = (data.scheme, data.host, data.port, data.path, data.authority, req.headers.fields, req.raw_content)
@@ -394,10 +393,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # "" (every interface) or a name
-
-
-def _timeouts(config) -> Timeouts:
-    return Timeouts(connect=config.connect, first_byte=config.first_byte, idle=config.idle)
 
 
 def _decoded(body: bytes, content_encoding: str | None) -> bytes:

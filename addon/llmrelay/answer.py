@@ -42,7 +42,7 @@ from . import sse
 from .errors import anthropic_status, error_body, scrub, scrub_bytes
 from .loopback import Sink
 from .protocols import anthropic as a
-from .relay import Reply, error_reply, message_reply
+from .relay import Reply, encode, error_reply, message_reply
 from .upstream import Call, Response, Upstream, UpstreamError
 
 log = logging.getLogger("llmrelay")
@@ -131,48 +131,38 @@ class Answer:
         headers = {k.decode("latin-1").lower(): v.decode("utf-8", "surrogateescape") for k, v in response.raw_headers}
         if exchange.streams(status, headers):
             self._commit()  # the head goes out now: mitmproxy readies the client's stream meanwhile
-            await self._stream(response, exchange.translator(), headers)
+            await self._stream(response, exchange.translator())
         elif 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream"):
             await self._collect(response, exchange.reader())
         else:
-            body = await self._read_all(response)
-            self._reply(exchange.reply(status, headers, body))
+            await self._read(response)
+            self._reply(exchange.reply(status, headers, b"".join(self.provider_raw)))
 
-    async def _stream(self, response: Response, translator: Any, headers: dict[str, str]) -> None:
+    async def _stream(self, response: Response, translator: Any) -> None:
         """The provider's stream → the client's, read by read."""
-        loop = asyncio.get_running_loop()
-        idle = self.call.timeouts.idle
         held = b""  # passed through untouched: the incomplete last event, until it completes
         ended = False
+
+        def on_chunk(chunk: bytes) -> None:
+            nonlocal held, ended
+            if translator is not None:
+                events = translator.feed(chunk)
+                if events:
+                    self._send(encode(events))
+                return
+            held += chunk
+            cut = _whole_events(held)
+            if cut:
+                whole, held = held[:cut], held[cut:]
+                ended = ended or _terminal(whole)
+                self._send(whole)
+
         try:
-            while True:
-                chunk = await response.readany()
-                if not chunk:
-                    break
-                now = loop.time()
-                if not self.provider_raw:
-                    self.exchange.first_byte = time.monotonic()
-                self.provider_raw.append(chunk)
-                self._expect(now + idle, "data")
-                if translator is not None:
-                    events = translator.feed(chunk)
-                    if events:
-                        self._send(_encode(events))
-                else:
-                    held += chunk
-                    cut = _whole_events(held)
-                    if cut:
-                        whole, held = held[:cut], held[cut:]
-                        ended = ended or _terminal(whole)
-                        self._send(whole)
+            await self._read(response, on_chunk)
         except UpstreamError as failure:
             return self._fail_stream(translator, failure)
-        except asyncio.CancelledError:
-            if self._expired is None:
-                raise
-            return self._fail_stream(translator, self._expiry())
         if translator is not None:
-            self._send(_encode(translator.finish()))
+            self._send(encode(translator.finish()))
             self.error_type = translator.error_type
         else:
             if held.strip():  # a last event without its blank line still counts
@@ -187,21 +177,20 @@ class Answer:
         a long answer never holds the event loop for more than one read."""
         accumulator = a.Accumulator()
         try:
-            await self._read_all(response, lambda chunk: _add(accumulator, reader.feed(chunk)))
+            await self._read(response, lambda chunk: _add(accumulator, reader.feed(chunk)))
             _add(accumulator, reader.finish())
         except UpstreamError as failure:
             _add(accumulator, reader.fail(failure.status, scrub(str(failure), self._secret_texts)))
         self.exchange.stream_ended(b"".join(self.provider_raw))
         self._reply(message_reply(accumulator))
 
-    async def _read_all(self, response: Response, each: Callable[[bytes], None] | None = None) -> bytes:
+    async def _read(self, response: Response, each: Callable[[bytes], None] | None = None) -> None:
+        """Reads the body to its end into `provider_raw`, handing each read to `each`; a
+        failure or a timeout comes out as `UpstreamError`."""
         loop = asyncio.get_running_loop()
         idle = self.call.timeouts.idle
         try:
-            while True:
-                chunk = await response.readany()
-                if not chunk:
-                    break
+            while chunk := await response.readany():
                 if not self.provider_raw:
                     self.exchange.first_byte = time.monotonic()
                 self.provider_raw.append(chunk)
@@ -212,7 +201,6 @@ class Answer:
             if self._expired is None:
                 raise
             raise self._expiry() from None
-        return b"".join(self.provider_raw)
 
     # --- the client side ----------------------------------------------------------------
 
@@ -249,13 +237,11 @@ class Answer:
 
     def _failed(self, failure: UpstreamError, status: int | None = None) -> None:
         """The provider failed before its answer was read whole."""
-        message = scrub(str(failure), self._secret_texts)
-        status = status or failure.status
         if self.sink.gone:
             return
         if not self.sink.started:
             headers = {"retry-after": "1"} if failure.kind in ("connect", "dns", "timeout") else {}
-            self._reply(error_reply(status, message, headers))
+            self._reply(error_reply(status or failure.status, scrub(str(failure), self._secret_texts), headers))
         else:
             self._fail_stream(None, failure, status)
 
@@ -265,7 +251,7 @@ class Answer:
             events = translator.fail(status or failure.status, message)
             self.error_type = translator.error_type
             if events:
-                self._send(_encode(events))
+                self._send(encode(events))
         else:
             self.error_type = anthropic_status(status or failure.status)[1]
             self._send(sse.encode("error", orjson.dumps(a.error_event(self.error_type, message))))
@@ -325,9 +311,6 @@ def _terminal(events: bytes) -> bool:
     """Whether these whole Anthropic events end the answer."""
     return b"message_stop" in events or b"event: error" in events
 
-
-def _encode(events: list[dict[str, Any]]) -> bytes:
-    return b"".join([sse.encode(event["type"], orjson.dumps(event)) for event in events])
 
 
 def _error_type(body: bytes) -> str | None:

@@ -44,6 +44,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from .config import Timeouts
+
 # Hop-by-hop headers, and those written here.
 _NOT_FORWARDED = frozenset(
     "host content-length transfer-encoding connection keep-alive proxy-connection te trailer upgrade".split()
@@ -61,16 +63,6 @@ class UpstreamError(Exception):
     def status(self) -> int:
         """The HTTP status the client's error carries."""
         return {"connect": 529, "dns": 529, "timeout": 504}.get(self.kind, 502)
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds. `first_byte` runs from the request sent to the first byte of the answer's
-    body; `idle` is the longest silence after that."""
-
-    connect: float = 10.0
-    first_byte: float = 300.0
-    idle: float = 300.0
 
 
 @dataclass
