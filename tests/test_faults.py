@@ -21,6 +21,7 @@ from faulty_upstream import Fault, FaultyUpstream, anthropic_events, chat_events
 from llmrelay import usage
 from llmrelay import sse
 from relay_process import Relay, free_port
+from faulty_upstream import UntrustedTLS
 
 HELLO = [{"role": "user", "content": "Hello"}]
 PING_EVERY = 0.25
@@ -33,7 +34,14 @@ def upstream():
 
 
 @pytest.fixture(scope="module")
-def relay(upstream, tmp_path_factory):
+def untrusted_tls(tmp_path_factory):
+    """A TLS server whose certificate no one trusts: the handshake must fail, cleanly."""
+    with UntrustedTLS(tmp_path_factory.mktemp("tls")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def relay(upstream, untrusted_tls, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("faults")
     config = workdir / "config.yaml"
     config.write_text(
@@ -63,9 +71,14 @@ providers:
     type: openai
     base_url: http://no-such-host.invalid/v1
     api_key: {PROVIDER_KEY}
+  untrusted-tls:
+    type: openai
+    base_url: https://127.0.0.1:{untrusted_tls.port}/v1
+    api_key: {PROVIDER_KEY}
 models:
   default: {{provider: faulty, model: m}}
   routes:
+    claude-untrusted-tls: {{provider: untrusted-tls, model: m}}
     claude-json-provider: {{provider: faulty-json, model: m}}
     claude-compatible: {{provider: faulty-anthropic, model: m}}
     claude-unreachable: {{provider: unreachable, model: m}}
@@ -147,6 +160,18 @@ def test_a_body_without_framing_that_ends_its_answer_is_whole(upstream, client) 
     assert message.content[0].text == "All of it." and message.stop_reason == "end_turn"
 
 
+def test_a_huge_delta_reaches_a_streaming_client_whole_in_slices(relay, upstream) -> None:
+    # One 3 MB event from the provider: the client gets it as several deltas (the relay
+    # writes about a megabyte per turn of its event loop), which add up to the same text.
+    text = "".join(f"{i:07d} " for i in range(375_000))
+    upstream.set_script([Fault("ok", events=chat_events(text, pieces=1))])
+    response, events = stream_raw(relay)
+    check_events([data for _, data in events if data["type"] != "ping"])
+    deltas = [data["delta"]["text"] for _, data in events if data["type"] == "content_block_delta"]
+    assert len(deltas) == 3 and max(map(len, deltas)) <= 1 << 20
+    assert "".join(deltas) == text and kinds(events)[-1] == "message_stop"
+
+
 def test_silence_before_the_first_byte_gets_pings_then_the_answer(relay, upstream) -> None:
     upstream.set_script([Fault("silent", wait=1.0, events=chat_events("Worth the wait."))])
     response, events = stream_raw(relay)
@@ -207,6 +232,21 @@ def test_an_unreachable_provider_is_an_overloaded_error_naming_it(client, model,
     assert says in error.body["error"]["message"] and model.removeprefix("claude-") in error.body["error"]["message"]
     assert error.response.headers["retry-after"] == "1"
     assert error.response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_provider_with_an_untrusted_certificate_is_an_api_error_naming_tls(client, stream) -> None:
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        if stream:
+            with client.messages.stream(model="claude-untrusted-tls", max_tokens=10, messages=HELLO) as answer:
+                list(answer)
+        else:
+            client.messages.create(model="claude-untrusted-tls", max_tokens=10, messages=HELLO)
+    error = raised.value
+    assert error.status_code == 500 and error.body["error"]["type"] == "api_error"
+    assert "untrusted-tls: TLS with the provider failed" in error.body["error"]["message"]
+    assert "CERTIFICATE_VERIFY_FAILED" in error.body["error"]["message"]
+    assert PROVIDER_KEY not in error.response.text
 
 
 def test_garbage_instead_of_http_is_an_api_error(upstream, client) -> None:

@@ -44,3 +44,18 @@ def test_a_character_split_across_reads_comes_out_whole() -> None:
 
 def test_encode_matches_the_anthropic_layout() -> None:
     assert encode("ping", b'{"type":"ping"}') == b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+LONG = b"x" * 1000
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("field", [b"data: ", b"data:"], ids=["space", "no-space"])
+@pytest.mark.parametrize("step", [7, 64, 999, 1001])
+def test_a_long_line_read_in_pieces_decodes_as_whole(ending: bytes, field: bytes, step: int) -> None:
+    # Reads without a line end take the decoder's long-line path; every way such a line can
+    # end (and what follows it in the same read) must give what the whole body gives.
+    body = b"event: big\n" + field + LONG + ending + b"data: y" + ending + ending + b"data: z" + ending + ending
+    expected = [Event("big", LONG + b"\ny"), Event(None, b"z")]
+    assert decode(body) == expected
+    assert decode(body, step) == expected

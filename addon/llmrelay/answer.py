@@ -143,19 +143,21 @@ class Answer:
         held = b""  # passed through untouched: the incomplete last event, until it completes
         ended = False
 
-        def on_chunk(chunk: bytes) -> None:
+        def on_chunk(chunk: bytes) -> list[bytes] | None:
             nonlocal held, ended
             if translator is not None:
                 events = translator.feed(chunk)
-                if events:
-                    self._send(encode(events))
-                return
+                return _encoded(events, self._secret_texts) if events else None
             held += chunk
             cut = _whole_events(held)
             if cut:
                 whole, held = held[:cut], held[cut:]
                 ended = ended or _terminal(whole)
-                self._send(whole)
+                if len(whole) <= SLICE:
+                    return [whole]
+                whole = scrub_bytes(whole, self.secrets)  # whole: a slice could cut a key in two
+                return [whole[i : i + SLICE] for i in range(0, len(whole), SLICE)]
+            return None
 
         try:
             await self._read(response, on_chunk)
@@ -184,9 +186,10 @@ class Answer:
         self.exchange.stream_ended(b"".join(self.provider_raw))
         self._reply(message_reply(accumulator))
 
-    async def _read(self, response: Response, each: Callable[[bytes], None] | None = None) -> None:
-        """Reads the body to its end into `provider_raw`, handing each read to `each`; a
-        failure or a timeout comes out as `UpstreamError`."""
+    async def _read(self, response: Response, each: Callable[[bytes], list[bytes] | None] | None = None) -> None:
+        """Reads the body to its end into `provider_raw`, handing each read to `each`, and
+        sends the client what `each` returns; a failure or a timeout comes out as
+        `UpstreamError`."""
         loop = asyncio.get_running_loop()
         idle = self.call.timeouts.idle
         try:
@@ -195,8 +198,11 @@ class Answer:
                     self.exchange.first_byte = time.monotonic()
                 self.provider_raw.append(chunk)
                 self._expect(loop.time() + idle, "data")
-                if each is not None:
-                    each(chunk)
+                if each is not None and (out := each(chunk)):
+                    self._send(out[0])
+                    for part in out[1:]:  # a huge answer: other requests get a turn between slices
+                        await asyncio.sleep(0)
+                        self._send(part)
         except asyncio.CancelledError:
             if self._expired is None:
                 raise
@@ -295,6 +301,31 @@ class Answer:
         limits = self.call.timeouts
         limit = limits.first_byte if self._expired == "answer" else limits.idle
         return UpstreamError("timeout", f"{self.call.name}: no {self._expired} from the provider within {limit:g} s")
+
+
+SLICE = 1 << 20  # characters or bytes written to the client between turns of the event loop
+_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+
+
+def _encoded(events: list[dict[str, Any]], secrets: tuple[str, ...]) -> list[bytes]:
+    """Events as SSE bytes, in one piece, or in slices of about `SLICE` when a delta is huge
+    (a provider that sends 20 MB in one event): the client gets the same text in several
+    deltas, and the relay never spends one long turn of the event loop encoding it."""
+    big = [e for e in events if e["type"] == "content_block_delta" and len(e["delta"].get(_DELTA_FIELDS.get(e["delta"]["type"], ""), "")) > SLICE]
+    if not big:
+        return [encode(events)]
+    out = []
+    for event in events:
+        delta = event.get("delta") if event["type"] == "content_block_delta" else None
+        name = _DELTA_FIELDS.get(delta["type"], "") if delta else ""
+        value = delta.get(name, "") if delta else ""
+        if len(value) <= SLICE:
+            out.append(encode([event]))
+            continue
+        value = scrub(value, secrets)  # whole: a slice could cut a key in two
+        for i in range(0, len(value), SLICE):
+            out.append(encode([{**event, "delta": {**delta, name: value[i : i + SLICE]}}]))
+    return out
 
 
 def _add(accumulator: a.Accumulator, events: list[dict[str, Any]]) -> None:

@@ -35,6 +35,17 @@ class Decoder:
             self._long.append(chunk)
             return []
         if self._long:
+            end = chunk.find(b"\n")
+            rest = self._rest
+            if end >= 0 and rest.startswith(b"data:") and b"\r" not in rest and b"\r" not in chunk[:end - 1 if end else 0]:
+                # The long `data:` line ends in this read: its value in one copy, not three
+                # (joined, split into lines, the field name cut off), which for 20 MB is the
+                # difference between holding the event loop ~20 ms or ~60 ms.
+                start = 6 if rest[5:6] == b" " else 5
+                tail = chunk[: end - 1] if end and chunk[end - 1] == 0x0D else chunk[:end]
+                self._data.append(b"".join([rest[start:], *self._long, tail]))
+                self._rest, self._long = b"", []
+                return self.feed(chunk[end + 1 :]) if end + 1 < len(chunk) else []
             self._rest = b"".join([self._rest, *self._long])
             self._long = []
         # The usual read: one whole event of one data line (`data: {...}` and a blank line)
