@@ -31,6 +31,7 @@ import ctypes
 import gc
 import ipaddress
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import orjson
@@ -42,7 +43,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 
 import both_sides
 from both_sides import SIDE, BothSides
-from llmrelay import gate, relay, usage
+from llmrelay import gate, oauth, relay, usage
 from llmrelay.answer import Answer
 from llmrelay.config import Config, ConfigError, Timeouts, load_config
 from llmrelay.errors import scrub_bytes
@@ -51,7 +52,7 @@ from llmrelay.upstream import Call, Upstream
 
 log = logging.getLogger("llmrelay")
 
-Exchange = relay.Exchange | relay.AnthropicExchange | relay.PassExchange
+Exchange = relay.Answers  # any provider kind's exchange, or passthrough's
 REDACTED = b"[REDACTED]"
 # Request headers that carry the client's credentials: never kept on a flow.
 CLIENT_SECRETS = frozenset({b"authorization", b"x-api-key", b"cookie", gate.KEY_HEADER.encode()})
@@ -63,10 +64,10 @@ CLIENT_SECRETS = frozenset({b"authorization", b"x-api-key", b"cookie", gate.KEY_
 class Pending:
     """A request the addon rewrote, waiting for ServerPlayback to answer it or not."""
 
-    __slots__ = ("exchange", "call", "secrets")
+    __slots__ = ("exchange", "call", "secrets", "account")
 
-    def __init__(self, exchange: Exchange, call: Call, secrets: tuple[str, ...]) -> None:
-        self.exchange, self.call, self.secrets = exchange, call, secrets
+    def __init__(self, exchange: Exchange, call: Call, secrets: tuple[str, ...], account: oauth.Account | None = None) -> None:
+        self.exchange, self.call, self.secrets, self.account = exchange, call, secrets, account
 
 
 class InFlight:
@@ -83,6 +84,7 @@ class Adapter:
         self.config: Config | None = None
         self.pending: dict[str, Pending] = {}
         self.in_flight: dict[str, InFlight] = {}
+        self.accounts: dict[tuple[str, str, str], oauth.Account] = {}
         self.replays: dict[str, Exchange] = {}  # answered by ServerPlayback, translated whole by Translate
         self.unsent: dict[str, http.Response] = {}  # JSON answers, held while Save records the provider's
         self.late = Translate(self)
@@ -197,7 +199,8 @@ class Adapter:
             provider = self.config.providers[outcome.exchange.route.provider]
             call = Call("POST", f"{scheme}://{authority}{path}", list(outcome.headers.items()),
                         outcome.body, provider.timeouts, outcome.exchange.route.provider)
-            self.pending[flow.id] = Pending(outcome.exchange, call, self.config.secrets)
+            account = self._account(*outcome.account) if outcome.account else None
+            self.pending[flow.id] = Pending(outcome.exchange, call, self.config.secrets, account)
             # The flow shows the provider request (and ServerPlayback matches it): new headers,
             # raw content and the target written straight into the request's data, much
             # cheaper than the setters, which rescan and rewrite the headers on each call.
@@ -212,6 +215,26 @@ class Adapter:
             flow.metadata[SIDE] = {"client_request": client_body}  # bytes: kept, not copied
             return
         self._pass(flow, headers, body, outcome.stream)
+
+    def _account(self, name: str, issuer: str) -> oauth.Account:
+        """The signed-in account a provider uses, one object per account: it keeps the
+        account's token fresh, and refreshes it once for all the requests waiting on it."""
+        key = (name, issuer, ctx.options.adapter_data_dir)
+        account = self.accounts.get(key)
+        if account is None:
+            account = self.accounts[key] = oauth.Account(name, Path(ctx.options.adapter_data_dir).expanduser(), issuer=issuer, post=self._post)
+        return account
+
+    async def _post(self, url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """A POST for the token issuer, over the relay's own upstream leg."""
+        call = Call("POST", url, list(headers.items()), body, ISSUER_TIMEOUTS, "the sign-in issuer")
+        async with asyncio.timeout(ISSUER_TIMEOUTS.first_byte):
+            response = await self.upstream.open(call)
+            async with response:
+                chunks = []
+                while chunk := await response.readany():
+                    chunks.append(chunk)
+        return response.status, b"".join(chunks)
 
     def _pass(self, flow: http.HTTPFlow, headers: dict[str, str], body: bytes, stream: bool) -> None:
         """Passthrough: on to the reverse-mode target with the client's own credentials,
@@ -309,7 +332,8 @@ class Translate:
         if flow.response is not None:  # replayed: translated in `response`
             adapter.replays[flow.id] = pending.exchange
             return
-        answer = Answer(pending.exchange, pending.call, adapter.upstream, ping_every=adapter.config.relay.ping_interval, secrets=pending.secrets)
+        answer = Answer(pending.exchange, pending.call, adapter.upstream, ping_every=adapter.config.relay.ping_interval,
+                        secrets=pending.secrets, account=pending.account)
         req = flow.request
         data = req.data
         shown = (data.scheme, data.host, data.port, data.path, data.authority, req.headers.fields, req.raw_content)
@@ -376,6 +400,7 @@ def _listening_beyond_loopback() -> set[str]:
 
 
 BIG_ANSWER = 4 << 20  # bytes
+ISSUER_TIMEOUTS = Timeouts(connect=10, first_byte=30, idle=30)
 
 
 def _release_memory() -> None:

@@ -201,7 +201,7 @@ def test_listening_beyond_loopback_needs_inbound_keys(tmp_path: Path, caplog) ->
 
 
 def test_a_bug_in_the_relay_still_answers_in_anthropic_form(adapter, monkeypatch) -> None:
-    monkeypatch.setattr("llmrelay.relay.to_chat", lambda *args, **kwargs: {}["boom"])
+    monkeypatch.setattr("llmrelay.providers.chat.to_chat", lambda *args, **kwargs: {}["boom"])
     f = flow("/v1/messages", MESSAGE)
     adapter.request(f)
     assert f.response.status_code == 500

@@ -38,11 +38,11 @@ from typing import Any
 
 import orjson
 
-from . import sse
+from . import oauth, sse
 from .errors import anthropic_status, error_body, scrub, scrub_bytes
 from .loopback import Sink
 from .protocols import anthropic as a
-from .relay import Reply, encode, error_reply, message_reply
+from .exchange import Reply, encode, error_reply, message_reply
 from .upstream import Call, Response, Upstream, UpstreamError
 
 log = logging.getLogger("llmrelay")
@@ -57,9 +57,11 @@ class Answer:
     """The job for one flow: `start()` runs it, writing to `sink` (see `loopback.Sink`).
     States: waiting (nothing sent to the client), committed (head sent), ended."""
 
-    def __init__(self, exchange: Any, call: Call, upstream: Upstream, *, ping_every: float, secrets: tuple[str, ...]) -> None:
+    def __init__(self, exchange: Any, call: Call, upstream: Upstream, *, ping_every: float, secrets: tuple[str, ...],
+                 account: oauth.Account | None = None) -> None:
         self.exchange = exchange
         self.call = call
+        self.account = account  # signs the request with its token (a ChatGPT sign-in)
         self.upstream = upstream
         self.ping_every = ping_every
         self.secrets = tuple(s.encode() for s in secrets if len(s) >= 8)
@@ -81,6 +83,7 @@ class Answer:
         self._waiting = ""  # what the deadline is for, in words
         self._last_out = 0.0
         self._expired: str | None = None
+        self._token = ""
 
     # --- running ------------------------------------------------------------------------
 
@@ -101,13 +104,17 @@ class Answer:
         self._expect(now + timeouts.connect + timeouts.first_byte, "answer")
         try:
             try:
-                response = await self.upstream.open(self.call, sent=self._sent)
+                response = await self._send_request()
             except asyncio.CancelledError:
                 if self._expired is None:
                     raise
                 raise self._expiry() from None
             async with response:
                 await self._answer(response)
+        except oauth.AuthError as e:
+            self._reply(error_reply(401, scrub(str(e), self._secret_texts)))
+        except oauth.RefreshFailed as e:
+            self._reply(error_reply(529, f"{self.call.name}: {scrub(str(e), self._secret_texts)}", {"retry-after": "5"}))
         except UpstreamError as e:
             self._failed(e)
         except asyncio.CancelledError:
@@ -124,11 +131,36 @@ class Answer:
                 self._timer.cancel()
             self.done = True
 
+    async def _send_request(self) -> Response:
+        """The request, signed with a fresh token when the provider takes one; a token the
+        provider refuses (401) is refreshed once and the request sent again, so an expired
+        sign-in never reaches the client (nothing has been sent to it yet)."""
+        if self.account is None:
+            return await self.upstream.open(self.call, sent=self._sent)
+        self._sign(await self.account.tokens())
+        response = await self.upstream.open(self.call, sent=self._sent)
+        if response.status != 401:
+            return response
+        async with response:
+            while await response.readany():
+                pass  # read to its end: the connection goes back to the pool
+        self._sign(await self.account.refreshed(self._token))
+        return await self.upstream.open(self.call, sent=self._sent)
+
+    def _sign(self, tokens: oauth.Tokens) -> None:
+        self._token = tokens.access_token
+        signed = {"authorization": "Bearer " + tokens.access_token, "chatgpt-account-id": tokens.account_id}
+        self.call.headers = [(k, v) for k, v in self.call.headers if k not in signed] + list(signed.items())
+        # The token is a secret like any key: scrubbed from whatever the client or the flow gets.
+        self.secrets += (tokens.access_token.encode(),)
+        self._secret_texts += (tokens.access_token,)
+
     async def _answer(self, response: Response) -> None:
         exchange = self.exchange
         self.provider_status = status = response.status
         self.provider_headers = list(response.raw_headers)
         headers = {k.decode("latin-1").lower(): v.decode("utf-8", "surrogateescape") for k, v in response.raw_headers}
+        exchange.began(status, headers)
         if exchange.streams(status, headers):
             self._commit()  # the head goes out now: mitmproxy readies the client's stream meanwhile
             await self._stream(response, exchange.translator())

@@ -11,7 +11,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 from urllib.parse import urlsplit
 
 import yaml
@@ -114,15 +114,62 @@ class OpenAIProvider(_Provider):
         return any(name in self.host for name in ("deepseek", "moonshot", "kimi"))
 
 
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+Summary = Literal["auto", "concise", "detailed", "none"]
+Verbosity = Literal["low", "medium", "high"]
+
+
+class ResponsesProvider(_Provider):
+    """OpenAI's Responses API with a key (`base_url` + `/responses`): OpenAI, xAI, OpenRouter,
+    LM Studio, Ollama and others that serve it."""
+
+    type: Literal["openai-responses"]
+    # Asked of the model when the client asks for no thinking (None: the model's default);
+    # a client's `thinking` chooses the effort itself.
+    reasoning_effort: Effort | None = None
+    reasoning_summary: Summary = "auto"  # summaries become the client's thinking blocks
+    verbosity: Verbosity | None = None
+
+    echoes_reasoning: ClassVar[bool] = False  # earlier reasoning goes back as signed reasoning items instead
+
+    @property
+    def codex(self) -> bool:
+        return False
+
+
+class ChatGPTProvider(ResponsesProvider):
+    """A ChatGPT Plus/Pro subscription through the Codex backend, signed in with
+    `scripts/login --name <account>` (OAuth; the tokens live in the data dir)."""
+
+    type: Literal["chatgpt"]  # type: ignore[assignment]
+    base_url: str = "https://chatgpt.com/backend-api/codex"
+    account: str | None = None  # which signed-in account; default: the provider's name
+    issuer: str = "https://auth.openai.com"
+
+    @field_validator("api_key")
+    @classmethod
+    def _no_key(cls, value: SecretStr | None) -> None:
+        if value is not None and value.get_secret_value():
+            raise ValueError("a chatgpt provider signs in with `scripts/login`, not with an api_key")
+        return None
+
+    @property
+    def codex(self) -> bool:
+        return True
+
+
 class Route(_Strict):
     provider: str
     model: str
     # Per-model overrides of the provider's settings of the same names.
     max_output_tokens: int | None = Field(default=None, gt=0)
     reasoning: Reasoning | None = None
+    reasoning_effort: Effort | None = None
+    reasoning_summary: Summary | None = None
+    verbosity: Verbosity | None = None
 
 
-Provider = Annotated[Union[OpenAIProvider, AnthropicProvider], Field(discriminator="type")]
+Provider = Annotated[Union[OpenAIProvider, AnthropicProvider, ResponsesProvider, ChatGPTProvider], Field(discriminator="type")]
 
 
 class Models(_Strict):
@@ -180,6 +227,9 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _known_providers(self) -> Config:
+        for name, provider in self.providers.items():
+            if isinstance(provider, ChatGPTProvider) and provider.account is None:
+                provider.account = name
         named = [("models.default", self.models.default)] if isinstance(self.models.default, Route) else []
         named += [(f"models.routes.{key}", route) for key, route in self.models.routes.items()]
         for where, route in named:
@@ -207,6 +257,8 @@ class Config(_Strict):
         header_values = [v for p in self.providers.values() for v in p.headers.values() if len(v) >= 16]
         return tuple(dict.fromkeys([*provider_keys, *header_values, *self.relay.inbound_keys]))
 
+
+PROVIDER_TYPES = ("openai", "anthropic", "openai-responses", "chatgpt")
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -240,7 +292,7 @@ def parse_config(data: Any, source: str = "config") -> Config:
         problems = []
         for err in e.errors(include_input=False, include_url=False):
             loc = list(err["loc"])
-            if len(loc) > 2 and loc[0] == "providers" and loc[2] in ("openai", "anthropic"):
+            if len(loc) > 2 and loc[0] == "providers" and loc[2] in PROVIDER_TYPES:
                 del loc[2]  # the union's tag, which pydantic puts in the path
             where = ".".join(str(part) for part in loc)
             message = err["msg"].removeprefix("Value error, ")

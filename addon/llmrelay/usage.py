@@ -52,9 +52,28 @@ def record(exchange: Any, status: int, error_type: str | None = None, *, replaye
         "status": status,
         "error_type": error_type,
     }
+    limits = getattr(exchange, "limits", None)
+    if limits:  # a subscription's usage windows (the Codex backend's x-codex-* headers)
+        out["limits"] = limits
     if replayed:  # answered from a recording (--server-replay): nothing was spent
         out["replayed"] = True
     return out
+
+
+def limits_summary(limits: dict[str, str]) -> str:
+    """`plus 5h 12% · 7d 40%` from the Codex backend's usage headers."""
+    parts = [limits.get("x-codex-plan-type", "")]
+    for window in ("primary", "secondary"):
+        used = limits.get(f"x-codex-{window}-used-percent")
+        minutes = limits.get(f"x-codex-{window}-window-minutes")
+        if used is None:
+            continue
+        span = ""
+        if minutes and minutes.isdigit():
+            m = int(minutes)
+            span = f"{m // 1440}d " if m % 1440 == 0 else f"{m // 60}h " if m % 60 == 0 else f"{m}min "
+        parts.append(f"{span}{float(used):g}%")
+    return " ".join(part for part in parts if part)
 
 
 def summary(entry: dict[str, Any]) -> str:
@@ -63,7 +82,8 @@ def summary(entry: dict[str, Any]) -> str:
     status = f"{entry['status']} {entry['error_type']}" if entry["error_type"] else str(entry["status"])
     route = f"{entry['client_model']} → {entry['provider']}:{entry['model']}"
     replayed = " · replayed" if entry.get("replayed") else ""
-    return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {status}{replayed}"
+    limits = f" · {limits_summary(entry['limits'])}" if entry.get("limits") else ""
+    return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {status}{limits}{replayed}"
 
 
 class UsageLog:

@@ -15,6 +15,7 @@ official SDK.
 from __future__ import annotations
 
 import os
+import re
 import string
 from typing import Any, Literal
 
@@ -225,6 +226,14 @@ _ID_TABLE = bytes((_ALPHABET * 5)[:256], "ascii")
 def new_id(prefix: str) -> str:
     """An id in Anthropic's style: `msg_` or `toolu_` and 24 base62 characters."""
     return prefix + os.urandom(24).translate(_ID_TABLE).decode()
+
+
+_TOOL_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def valid_tool_id(value: str) -> bool:
+    """Whether an id can stand as a `tool_use` id (Anthropic's pattern); others get a new one."""
+    return bool(value) and _TOOL_ID.fullmatch(value) is not None
 
 
 # --- response and stream event builders ---------------------------------------------------

@@ -44,6 +44,7 @@ import orjson
 from ..config import OpenAIProvider as Provider, Route
 from ..errors import RelayError
 from ..protocols import anthropic as a
+from ..protocols.openai_responses import SIGNED
 
 _VALID_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -140,6 +141,7 @@ def _reasoning(req: a.Request, control: str, body: dict[str, Any]) -> None:
 
 
 class _ToolSet(NamedTuple):
+    flat: bool  # Responses API layout (name and parameters beside `type`), else Chat's
     raw: msgspec.Raw  # a copy of the bytes they came as: the request's own die with it
     functions: list[tuple[a.Tool, orjson.Fragment]]  # each tool and its translation, as JSON
     shortened: dict[str, str]  # short name → original, for names that had to change
@@ -149,12 +151,12 @@ _RECENT_TOOL_SETS: list[_ToolSet] = []
 _NULL = msgspec.Raw(b"null")
 
 
-def _tool_set(raw: msgspec.Raw, provider: Provider) -> _ToolSet:
+def _tool_set(raw: msgspec.Raw, provider: Any, *, flat: bool = False) -> _ToolSet:
     """The translated tools, cached by their exact bytes: Claude Code sends the same ~60 KB of
     tool definitions on every turn, and comparing bytes is far cheaper than translating.
     Raw compares with Raw without copying either side out of its request body."""
     for entry in _RECENT_TOOL_SETS:
-        if entry.raw == raw:
+        if entry.raw == raw and entry.flat == flat:
             return entry
     data = bytes(raw)
     try:
@@ -162,14 +164,14 @@ def _tool_set(raw: msgspec.Raw, provider: Provider) -> _ToolSet:
     except a.InvalidRequest as e:
         raise RelayError(f"tools{e}" if str(e).startswith("[") else f"tools: {e}") from None
     names = ToolNames()
-    functions = [(tool, orjson.Fragment(orjson.dumps(_tool(tool, names, provider)))) for tool in tools]
-    entry = _ToolSet(msgspec.Raw(data), functions, names.original)
+    functions = [(tool, orjson.Fragment(orjson.dumps(_tool(tool, names, provider, flat)))) for tool in tools]
+    entry = _ToolSet(flat, msgspec.Raw(data), functions, names.original)
     _RECENT_TOOL_SETS.insert(0, entry)
     del _RECENT_TOOL_SETS[8:]
     return entry
 
 
-def _tool(tool: a.Tool, names: ToolNames, provider: Provider) -> dict[str, Any]:
+def _tool(tool: a.Tool, names: ToolNames, provider: Any, flat: bool) -> dict[str, Any]:
     if a.is_server_tool(tool):
         raise RelayError(
             f"the tool {tool.name!r} ({tool.type}) runs on Anthropic's servers; "
@@ -181,10 +183,12 @@ def _tool(tool: a.Tool, names: ToolNames, provider: Provider) -> dict[str, Any]:
     function: dict[str, Any] = {"name": names.short(tool.name), "parameters": orjson.Fragment(schema)}
     if tool.description:
         function["description"] = tool.description
+    if flat:  # the schema is the client's: not every one of them meets strict mode's rules
+        return {"type": "function", **function, "strict": False}
     return {"type": "function", "function": function}
 
 
-def _messages(req: a.Request, names: ToolNames, provider: Provider) -> list[dict[str, Any]]:
+def _messages(req: a.Request, names: ToolNames, provider: Any) -> list[dict[str, Any]]:
     system = [a.system_text(req.system)]
     out: list[dict[str, Any]] = []
     for message in req.messages:
@@ -287,6 +291,7 @@ def _assistant(content: str | list[a.Block], names: ToolNames, provider: Provide
         return {"role": "assistant", "content": content}
     texts: list[str] = []
     reasoning: list[str] = []
+    signed: list[a.ThinkingBlock] = []
     calls: list[dict[str, Any]] = []
     for block in content:
         if isinstance(block, a.TextBlock):
@@ -298,6 +303,9 @@ def _assistant(content: str | list[a.Block], names: ToolNames, provider: Provide
             )
         elif isinstance(block, a.ThinkingBlock):
             reasoning.append(block.thinking)
+            if block.signature and block.signature.startswith(SIGNED):
+                # Reasoning a Responses API made, to go back to it (see `responses_request`).
+                signed.append(block)
         elif isinstance(block, a.RedactedThinkingBlock):
             continue
         else:
@@ -307,6 +315,8 @@ def _assistant(content: str | list[a.Block], names: ToolNames, provider: Provide
         message["tool_calls"] = calls
     if reasoning and provider.echoes_reasoning:
         message["reasoning_content"] = "".join(reasoning)
+    if signed:
+        message["signed_reasoning"] = signed  # read by the Responses translation only
     return message
 
 

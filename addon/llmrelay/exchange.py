@@ -1,0 +1,159 @@
+"""What every provider's exchange shares: the relay's answer types (`Reply`, `Forward`,
+`Pass`), the base of an exchange (`Answers`), and the ways an answer becomes the client's
+(`events_reply`, `message_reply`, `upstream_error`).
+
+An exchange is one request in flight to a provider: it knows how to translate whatever comes
+back, streamed (`translator()`, read by read), read whole for a client that wants one message
+(`reader()`), or as one body (`reply()`). Each provider kind (`providers/`) has its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from . import sse, tokens
+from .errors import RelayError, anthropic_status, error_body, scrub, status_of, upstream_message
+from .protocols import anthropic as a
+
+log = logging.getLogger("llmrelay")
+
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream; charset=utf-8"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": JSON})
+
+
+@dataclass
+class Pass:
+    stream: bool  # whether the client asked for a stream
+
+
+@dataclass
+class Forward:
+    target: tuple[str, str, int, str]  # scheme, host, port, path
+    headers: dict[str, str]
+    body: bytes
+    exchange: Any
+    # For a provider that signs in (OAuth): the account whose token `Answer` adds when it
+    # sends the request, as (account name, issuer URL).
+    account: tuple[str, str] | None = None
+
+
+def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
+    status, error_type = anthropic_status(status)
+    return Reply(status, error_body(error_type, message), {"content-type": JSON, **(headers or {})})
+
+
+class Answers:
+    """What every exchange does with an answer; each kind says how in `stream` and `_reply`."""
+
+    provider: Any
+    client_stream: bool
+
+    def streams(self, status: int, headers: dict[str, str]) -> bool:
+        """Whether the answer goes on as it arrives (else it is read whole, then `reply`)."""
+        return (
+            self.client_stream
+            and 200 <= status < 300
+            and headers.get("content-type", "").startswith("text/event-stream")
+            and headers.get("content-encoding", "identity").lower() in ("", "identity")
+        )
+
+    def began(self, status: int, headers: dict[str, str]) -> None:
+        """The provider's answer began: a kind that keeps something of its head does it here."""
+
+    def reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
+        """A whole upstream answer → the client's answer (message, stream or error)."""
+        try:
+            return self._reply(status, headers, body)
+        except Exception:
+            log.exception("llmrelay: reading a response from %s failed", self.provider.host)
+            return error_reply(500, "the relay failed to read the provider's response; its log has the details")
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
+        raise NotImplementedError
+
+
+def events_reply(events: Iterable[dict[str, Any]], stream: bool) -> Reply:
+    """Anthropic events → a stream, or the one message they make."""
+    if stream:
+        return Reply(200, encode(events), {"content-type": EVENT_STREAM, "cache-control": "no-cache"})
+    acc = a.Accumulator()
+    for event in events:
+        acc.add(event)
+    return message_reply(acc)
+
+
+def message_reply(acc: a.Accumulator) -> Reply:
+    """The message an accumulator rebuilt, or the error that ended it."""
+    if acc.error is not None or acc.message is None:
+        error = (acc.error or a.error_event("api_error", "the provider sent no answer"))["error"]
+        return error_reply(status_of(error.get("type", "api_error")), error.get("message", ""))
+    return Reply(200, orjson.dumps(acc.message))
+
+
+def upstream_error(status: int, headers: dict[str, str], body: bytes, host: str, secrets: Iterable[str]) -> Reply:
+    message = scrub(upstream_message(body, headers.get("content-type", "")), secrets)
+    passed = {k: v for k, v in headers.items() if k in ("retry-after", "retry-after-ms")}
+    return error_reply(status, f"{host}: {message}", passed)
+
+
+def is_event_stream(headers: dict[str, str], body: bytes) -> bool:
+    return headers.get("content-type", "").startswith("text/event-stream") or body.lstrip().startswith((b"data:", b"event:", b":"))
+
+
+def encode(events: Iterable[dict[str, Any]]) -> bytes:
+    return b"".join([sse.encode(event["type"], orjson.dumps(event)) for event in events])
+
+
+def usage_in(events: Iterable[dict[str, Any]]) -> dict[str, int] | None:
+    """Usage from message_start, updated by message_delta, as the SDK accumulates it."""
+    usage: dict[str, Any] | None = None
+    for event in events:
+        if event.get("type") == "message_start":
+            usage = dict(event.get("message", {}).get("usage") or {})
+        elif event.get("type") == "message_delta" and usage is not None:
+            usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+    return usage
+
+
+def sse_events(body: bytes) -> list[dict[str, Any]]:
+    decoder = sse.Decoder()
+    return [orjson.loads(e.data) for e in decoder.feed(body) + decoder.flush() if e.data.strip()]
+
+
+@dataclass
+class Ask:
+    """One request for a provider, as every provider kind's `forward` takes it."""
+
+    config: Any  # Config
+    route: Any  # Route
+    provider: Any  # the route's provider
+    path: str  # /v1/messages or /v1/messages/count_tokens
+    body: bytes  # the client's body, decoded from any content-encoding
+    headers: dict[str, str]  # the client's headers, names in lower case
+    envelope: a.Envelope | a.Request  # model and stream flag at least
+    request: a.Request | None  # parsed whole, for the kinds that need it
+
+
+def parse(parser: Any, body: bytes) -> Any:
+    try:
+        return parser(body)
+    except a.InvalidRequest as e:
+        raise RelayError(str(e)) from None
+
+
+def count_tokens_reply(body: bytes) -> Reply:
+    """count_tokens answered here, with the local estimate."""
+    req = parse(a.parse_count_tokens, body)
+    return Reply(200, orjson.dumps({"input_tokens": tokens.count_request(req)}))

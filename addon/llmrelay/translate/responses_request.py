@@ -1,0 +1,170 @@
+"""Anthropic Messages request → OpenAI Responses request (the public API, and the Codex
+backend of a ChatGPT subscription).
+
+The conversation is first put in Chat order by `chat_request` (system text gathered, every
+tool call answered right after its turn, results' images after them, deferred tools, names
+made valid), then written as Responses items.
+
+Rules, source → target:
+- `system` and mid-conversation system messages → `instructions` (the Codex backend refuses a
+  `system` role in `input` and wants instructions that are never empty);
+- user text and images → a user `message` item with `input_text` / `input_image` parts
+  (base64 → data URL, URL kept); PDF documents → `input_file`;
+- assistant text → an assistant `message` item with an `output_text` part; `tool_use` →
+  `function_call` (`call_id` = the tool use id, `arguments` the input as JSON);
+- `tool_result` → `function_call_output` right after its call (images → the next user
+  message, as for Chat);
+- a `thinking` block this relay made from a reasoning item (signature `SIGNED…`) → that
+  `reasoning` item again, summary and `encrypted_content`, so the model keeps its reasoning
+  across tool calls with `store: false`; any other thinking → dropped (only Anthropic can
+  read its signatures);
+- `tools` → flat `function` tools (`strict: false`: clients' schemas are not all strict-mode
+  schemas), names over 64 characters shortened and mapped back; server tools → a clear 400;
+- `tool_choice` auto/any/tool/none → auto/required/function/none;
+  `disable_parallel_tool_use` → `parallel_tool_calls: false`;
+- `max_tokens` → `max_output_tokens`, clamped to the route's or provider's cap and to the
+  API's minimum of 16; left out for Codex, which refuses it;
+- `thinking` (a budget, or adaptive with `output_config.effort`) → `reasoning.effort`, with
+  `summary` (default "auto") and `include: ["reasoning.encrypted_content"]`; the route's or
+  provider's `reasoning_effort` when the client asks for none; `verbosity` → `text.verbosity`;
+- `temperature`, `top_p` kept for the public API, dropped for Codex (refused there);
+- `metadata.user_id` → `safety_identifier` (hashed) on the public API; its Claude Code
+  session id → `prompt_cache_key` (and Codex's `session_id` header), so one conversation
+  keeps hitting the same prompt cache;
+- `store: false` always (the relay sends the whole conversation each turn), `stream` as the
+  client asks (always true for Codex, which streams only); no item ids (with `store: false`
+  an id is a reference to nothing, and the backend refuses it);
+- dropped: `stop_sequences` (the Responses API has no stop), `top_k`, `cache_control`,
+  `context_management`, citations, `anthropic-beta` features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+
+from ..config import ResponsesProvider, Route
+from ..errors import RelayError
+from ..protocols import anthropic as a
+from ..protocols.openai_responses import encrypted
+from .chat_request import _NULL, ToolNames, _effort, _messages, _tool_set
+
+DEFAULT_INSTRUCTIONS = "You are a helpful assistant."  # Codex refuses empty instructions
+MIN_OUTPUT_TOKENS = 16  # the public API's floor for max_output_tokens
+_SESSION = re.compile(r"session_([0-9a-fA-F-]{36})")
+
+
+def to_responses(req: a.Request, route: Route, provider: ResponsesProvider, *, stream: bool) -> tuple[dict[str, Any], ToolNames, str | None]:
+    """The request body, the tool names to map back, and the client's session id (if any)."""
+    codex = provider.codex
+    names = ToolNames()
+    instructions, items = _items(_messages(req, names, provider))
+    body: dict[str, Any] = {"model": route.model}
+    if instructions or codex:
+        body["instructions"] = instructions or DEFAULT_INSTRUCTIONS
+    body["input"] = items
+    body["store"] = False
+    body["stream"] = stream or codex
+
+    cap = route.max_output_tokens or provider.max_output_tokens
+    if not codex and (req.max_tokens is not None or cap):
+        body["max_output_tokens"] = max(min(x for x in (req.max_tokens, cap) if x), MIN_OUTPUT_TOKENS)
+    if not codex:
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        if req.top_p is not None:
+            body["top_p"] = req.top_p
+
+    tools = _tool_set(req.tools, provider, flat=True) if req.tools and req.tools != _NULL else None
+    visible = [fn for tool, fn in tools.functions if not tool.defer_loading or tool.name in names.loaded] if tools else []
+    if visible:
+        names.original.update(tools.shortened)
+        body["tools"] = visible
+        choice = req.tool_choice
+        if choice is not None:
+            if choice.type == "tool":
+                if not choice.name:
+                    raise RelayError("tool_choice of type 'tool' needs a name")
+                body["tool_choice"] = {"type": "function", "name": names.short(choice.name)}
+            else:
+                body["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[choice.type]
+            if choice.disable_parallel_tool_use:
+                body["parallel_tool_calls"] = False
+
+    effort = _effort(req) or route.reasoning_effort or provider.reasoning_effort
+    if effort:
+        reasoning: dict[str, Any] = {"effort": effort}
+        summary = route.reasoning_summary or provider.reasoning_summary
+        if summary != "none" and effort != "none":
+            reasoning["summary"] = summary
+        body["reasoning"] = reasoning
+    if effort != "none" and (effort or codex):
+        body["include"] = ["reasoning.encrypted_content"]
+    verbosity = route.verbosity or provider.verbosity
+    if verbosity:
+        body["text"] = {"verbosity": verbosity}
+
+    user = req.metadata.user_id if req.metadata else None
+    session = session_of(user)
+    if session:
+        body["prompt_cache_key"] = session
+    if user and not codex:
+        body["safety_identifier"] = hashlib.sha256(user.encode()).hexdigest()[:64]
+    return body, names, session
+
+
+def session_of(user_id: str | None) -> str | None:
+    """Claude Code's session id inside `metadata.user_id` (a JSON object in recent versions,
+    `user_…_session_<uuid>` before)."""
+    if not user_id:
+        return None
+    if user_id.startswith("{"):
+        try:
+            value = orjson.loads(user_id).get("session_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            value = None
+        return value if isinstance(value, str) and value else None
+    found = _SESSION.search(user_id)
+    return found.group(1) if found else None
+
+
+def _items(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """Chat messages (as `chat_request` orders them) → instructions and Responses items."""
+    instructions = ""
+    items: list[dict[str, Any]] = []
+    for message in messages:
+        role = message["role"]
+        if role == "system":
+            instructions = message["content"]
+        elif role == "user":
+            items.append({"type": "message", "role": "user", "content": _parts(message["content"])})
+        elif role == "tool":
+            items.append({"type": "function_call_output", "call_id": message["tool_call_id"], "output": message["content"]})
+        else:
+            for block in message.get("signed_reasoning", ()):
+                summary = [{"type": "summary_text", "text": block.thinking}] if block.thinking else []
+                items.append({"type": "reasoning", "summary": summary, "encrypted_content": encrypted(block.signature)})
+            if message.get("content"):
+                items.append({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": message["content"]}]})
+            for call in message.get("tool_calls", ()):
+                function = call["function"]
+                items.append({"type": "function_call", "call_id": call["id"], "name": function["name"], "arguments": function["arguments"]})
+    return instructions, items
+
+
+def _parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "input_text", "text": content}]
+    parts = []
+    for part in content:
+        kind = part["type"]
+        if kind == "text":
+            parts.append({"type": "input_text", "text": part["text"]})
+        elif kind == "image_url":
+            parts.append({"type": "input_image", "image_url": part["image_url"]["url"], "detail": "auto"})
+        elif kind == "file":
+            parts.append({"type": "input_file", "filename": part["file"]["filename"], "file_data": part["file"]["file_data"]})
+    return parts
