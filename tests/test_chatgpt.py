@@ -249,3 +249,30 @@ def test_no_token_or_key_is_kept_anywhere(client, codex, signed_in, relay) -> No
     kept += flows
     for secret in (tokens.access_token, tokens.refresh_token, signed_in.access_token, PROVIDER_KEY, CLIENT_KEY):
         assert secret not in kept
+
+
+FINAL = "Done: the file is written."
+
+
+@pytest.mark.parametrize("model", [None, "claude-responses"], ids=["chatgpt", "openai-responses"])
+def test_claude_code_finishes_a_bash_task(relay, issuer, codex, responses, signed_in, tmp_path, model) -> None:
+    import claude_code
+
+    mock = responses if model else codex
+    mock.set_script([
+        {"reasoning": "One Bash call will do.", "text": "I'll write the file.",
+         "tool_calls": [{"call_id": "call_bash_1", "name": "Bash", "arguments": {"command": "echo relayed > proof.txt", "description": "Write proof.txt"}}]},
+        {"text": FINAL},
+    ])
+    mock.requests.clear()
+    result = claude_code.run("Write the word relayed to proof.txt.", relay.url, cwd=tmp_path, model=model,
+                             extra_env=claude_code.NO_RETRY_ENV, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "proof.txt").read_text().strip() == "relayed"
+    assert FINAL in result.stdout
+    assert len(mock.requests) == 2, [r.body["input"][-1] for r in mock.requests]
+    first, second = (r.body for r in mock.requests)
+    assert {t["name"] for t in first["tools"]} >= {"Bash", "Read"} and first["instructions"]
+    outputs = [item for item in second["input"] if item["type"] == "function_call_output"]
+    assert outputs[-1]["call_id"] == "call_bash_1"
+    assert mock.requests[1].returned_encrypted  # the reasoning came back with the tool result

@@ -54,6 +54,12 @@ class Decoder:
         one_line = chunk.find(b"\n") == len(chunk) - 2 and chunk.endswith(b"\n\n") and b"\r" not in chunk
         if not pending and one_line and chunk.startswith(b"data: "):
             return [Event(None, chunk[6:-2])]
+        # The other usual read: `event: x`, `data: {...}` and a blank line (Anthropic, the
+        # Responses API), again one whole event and nothing pending.
+        if not pending and chunk.startswith(b"event: ") and chunk.endswith(b"\n\n") and chunk.count(b"\n") == 3:
+            cut = chunk.find(b"\n")
+            if chunk.startswith(b"data: ", cut + 1) and b"\r" not in chunk:
+                return [Event(chunk[7:cut].decode("utf-8", "replace"), chunk[cut + 7 : -2])]
         buf = self._rest + chunk if self._rest else chunk
         held = b""
         if b"\r" in buf:

@@ -109,7 +109,7 @@ def to_chat(req: a.Request, route: Route, provider: Provider, *, stream: bool) -
         body["user"] = user if len(user) <= 64 else hashlib.sha256(user.encode()).hexdigest()
 
     tools = _tool_set(req.tools, provider) if req.tools and req.tools != _NULL else None
-    visible = [fn for tool, fn in tools.functions if not tool.defer_loading or tool.name in names.loaded] if tools else []
+    visible = [fn for tool, fn in tools.functions if _visible(tool, names, req.tool_choice)] if tools else []
     if visible:
         names.original.update(tools.shortened)
         body["tools"] = visible
@@ -126,6 +126,14 @@ def to_chat(req: a.Request, route: Route, provider: Provider, *, stream: bool) -
 
     _reasoning(req, route.reasoning or provider.reasoning, body)
     return body, names
+
+
+def _visible(tool: a.Tool, names: ToolNames, choice: a.ToolChoice | None) -> bool:
+    """A deferred tool is sent once loaded, or when the client forces its use (a choice of
+    a tool that is not sent is refused)."""
+    if not tool.defer_loading or tool.name in names.loaded:
+        return True
+    return choice is not None and choice.type == "tool" and choice.name == tool.name
 
 
 def _reasoning(req: a.Request, control: str, body: dict[str, Any]) -> None:

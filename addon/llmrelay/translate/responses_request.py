@@ -50,7 +50,7 @@ from ..config import ResponsesProvider, Route
 from ..errors import RelayError
 from ..protocols import anthropic as a
 from ..protocols.openai_responses import encrypted
-from .chat_request import _NULL, ToolNames, _effort, _messages, _tool_set
+from .chat_request import _NULL, ToolNames, _effort, _messages, _tool_set, _visible
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."  # Codex refuses empty instructions
 MIN_OUTPUT_TOKENS = 16  # the public API's floor for max_output_tokens
@@ -63,8 +63,8 @@ def to_responses(req: a.Request, route: Route, provider: ResponsesProvider, *, s
     names = ToolNames()
     instructions, items = _items(_messages(req, names, provider))
     body: dict[str, Any] = {"model": route.model}
-    if instructions or codex:
-        body["instructions"] = instructions or DEFAULT_INSTRUCTIONS
+    if instructions.strip() or codex:
+        body["instructions"] = instructions if instructions.strip() else DEFAULT_INSTRUCTIONS
     body["input"] = items
     body["store"] = False
     body["stream"] = stream or codex
@@ -79,7 +79,7 @@ def to_responses(req: a.Request, route: Route, provider: ResponsesProvider, *, s
             body["top_p"] = req.top_p
 
     tools = _tool_set(req.tools, provider, flat=True) if req.tools and req.tools != _NULL else None
-    visible = [fn for tool, fn in tools.functions if not tool.defer_loading or tool.name in names.loaded] if tools else []
+    visible = [fn for tool, fn in tools.functions if _visible(tool, names, req.tool_choice)] if tools else []
     if visible:
         names.original.update(tools.shortened)
         body["tools"] = visible
@@ -108,12 +108,17 @@ def to_responses(req: a.Request, route: Route, provider: ResponsesProvider, *, s
         body["text"] = {"verbosity": verbosity}
 
     user = req.metadata.user_id if req.metadata else None
-    session = session_of(user)
+    session = _short(session_of(user))
     if session:
         body["prompt_cache_key"] = session
     if user and not codex:
         body["safety_identifier"] = hashlib.sha256(user.encode()).hexdigest()[:64]
     return body, names, session
+
+
+def _short(key: str | None) -> str | None:
+    """The API refuses a prompt_cache_key over 64 characters: a longer one is hashed."""
+    return key if key is None or len(key) <= 64 else hashlib.sha256(key.encode()).hexdigest()
 
 
 def session_of(user_id: str | None) -> str | None:

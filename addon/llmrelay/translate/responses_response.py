@@ -33,9 +33,11 @@ Rules, source → target:
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
+import msgspec
 import orjson
 
 from .. import sse
@@ -108,7 +110,7 @@ class ResponsesTranslator:
         if not isinstance(response, dict) or response.get("object") not in ("response", None):
             self._fail(502, "the provider's answer is not a response object")
             return self._take()
-        self._guarded(self._on_done, response, response.get("status") or "completed")
+        self._guarded(self._on_done, _end_of(response), response.get("status") or "completed", response.get("output"))
         return self.finish()
 
     def fail(self, status: int, message: str) -> list[dict[str, Any]]:
@@ -134,6 +136,19 @@ class ResponsesTranslator:
     def _on_sse(self, event: sse.Event) -> None:
         if self.ended or not event.data or event.data == b"[DONE]":
             return
+        kind = event.event or _sniffed(event.data)
+        # The events that carry the whole response object (which echoes the request's
+        # instructions and tools, tens of KB from Claude Code) are read only for what the
+        # answer needs, or not at all.
+        if kind in _STARTS:
+            return self._start()
+        if kind in _ENDS:
+            try:
+                end = _END.decode(event.data).response or _End()
+            except msgspec.DecodeError:
+                return self._fail(502, "the provider sent an event that is not JSON")
+            output = msgspec.json.decode(end.output)
+            return self._guarded(self._on_done, end, end.status or kind.removeprefix("response."), output)
         try:
             data = orjson.loads(event.data)
         except orjson.JSONDecodeError:
@@ -193,8 +208,9 @@ class ResponsesTranslator:
             self._complete(self._item(data, item.get("type") or ""), item)
 
     def _on_completed(self, data: dict[str, Any]) -> None:
+        """(A final event whose type was not in its first bytes, read whole.)"""
         response = data.get("response") or {}
-        self._on_done(response, response.get("status") or data["type"].removeprefix("response."))
+        self._on_done(_end_of(response), response.get("status") or data["type"].removeprefix("response."), response.get("output"))
 
     def _on_failed(self, data: dict[str, Any]) -> None:
         error = (data.get("response") or {}).get("error") or data.get("error") or data
@@ -304,14 +320,14 @@ class ResponsesTranslator:
 
     # --- end --------------------------------------------------------------------------
 
-    def _on_done(self, response: dict[str, Any], status: str) -> None:
+    def _on_done(self, response: _End, status: str, output: Any) -> None:
         self._start()
         if status == "failed":
-            return self._error(response.get("error") or {"message": "the response failed"})
-        if not any(entry.closed for entry in self._items.values()):
+            return self._error(response.error or {"message": "the response failed"})
+        if not any(entry.closed for entry in self._items.values()) and isinstance(output, list):
             # Nothing completed item by item: the response's own output is the answer.
             # (Its position is the output_index the deltas, if any, named.)
-            for position, item in enumerate(response.get("output") or ()):
+            for position, item in enumerate(output):
                 if isinstance(item, dict):
                     self._complete(self._items.setdefault(position, _Item(item.get("type") or "")), item)
         for entry in list(self._items.values()):
@@ -320,10 +336,10 @@ class ResponsesTranslator:
             entry = self._items[-1] = _Item("message")
             self._send(entry, "\n\n".join(self._summary))
             self._close(entry)
-        if response.get("usage"):
-            self.usage, self.reasoning_tokens = r.usage(response["usage"])
+        if response.usage:
+            self.usage, self.reasoning_tokens = r.usage(response.usage)
         if status == "incomplete":
-            reason = (response.get("incomplete_details") or {}).get("reason")
+            reason = (response.incomplete_details or {}).get("reason") if isinstance(response.incomplete_details, dict) else None
             stop = INCOMPLETE.get(reason, "max_tokens")
         else:
             stop = "tool_use" if self._calls else "end_turn"
@@ -335,6 +351,38 @@ class ResponsesTranslator:
         status = r.error_status(error)
         message = _error_message(error)
         self._fail(status, f"the provider reported an error: {message}")
+
+
+class _End(msgspec.Struct):
+    """What the answer needs of a final response object; the rest (the echoed instructions,
+    tools and metadata) is skipped unread."""
+
+    status: str | None = None
+    usage: Any = None
+    incomplete_details: Any = None
+    error: Any = None
+    output: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Final(msgspec.Struct):
+    response: _End | None = None
+
+
+_END = msgspec.json.Decoder(_Final)
+
+
+def _end_of(response: dict[str, Any]) -> _End:
+    return _End(**{k: response.get(k) for k in ("status", "usage", "incomplete_details", "error")})
+_STARTS = frozenset({"response.created", "response.in_progress", "response.queued"})
+_ENDS = frozenset({"response.completed", "response.incomplete"})
+_TYPE = re.compile(rb'"type"\s*:\s*"([^"]+)"')
+
+
+def _sniffed(data: bytes) -> str:
+    """The event's type from its first bytes, for streams without `event:` lines (OpenRouter):
+    `type` comes first in every event seen."""
+    found = _TYPE.search(data, 0, 80)
+    return found.group(1).decode() if found else ""
 
 
 class _Refused(Exception):
