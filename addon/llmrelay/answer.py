@@ -135,6 +135,11 @@ class Answer:
         """The request, signed with a fresh token when the provider takes one; a token the
         provider refuses (401) is refreshed once and the request sent again, so an expired
         sign-in never reaches the client (nothing has been sent to it yet)."""
+        local = getattr(self.exchange, "local", None)
+        if local is not None:  # an answer made on this machine (the Claude Code CLI)
+            response = await local()
+            self._sent()
+            return response
         if self.account is None:
             return await self.upstream.open(self.call, sent=self._sent)
         self._sign(await self.account.tokens())

@@ -158,6 +158,34 @@ class ChatGPTProvider(ResponsesProvider):
         return True
 
 
+class ClaudeCliProvider(_Strict):
+    """The Claude Code CLI as a model: each request runs `claude -p` with the conversation on
+    stdin (stream-json), on the machine's own Claude Code sign-in."""
+
+    type: Literal["claude-cli"]
+    binary: str = "claude"  # a path, or a name on PATH
+    env: dict[str, str] = {}  # extra environment for the CLI
+    allowed_tools: list[str] = []  # --allowedTools; none by default
+    cwd: str | None = None  # working directory; default: a fresh temporary one per request
+    max_turns: int | None = Field(default=None, gt=0)
+    timeout: float = Field(default=600.0, gt=0)  # seconds; then the whole process group is killed
+    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"] | None = None
+    concurrency: int = Field(default=2, gt=0)  # processes at once; more requests wait in a queue
+    queue: int = Field(default=16, ge=0)  # requests that may wait; beyond it a 429
+    system_prompt: Literal["append", "replace"] = "append"  # how the client's system prompt is passed
+    show_tools: bool = False  # Claude Code's own tool use shown to the client as text
+    timeouts: Timeouts = Timeouts()
+    headers: dict[str, str] = {}  # (unused: kept so every provider has the same keys)
+    supports_streaming: bool = True
+
+    key: ClassVar[None] = None
+    max_output_tokens: ClassVar[None] = None
+
+    @property
+    def host(self) -> str:
+        return "claude-cli"
+
+
 class Route(_Strict):
     provider: str
     model: str
@@ -169,7 +197,8 @@ class Route(_Strict):
     verbosity: Verbosity | None = None
 
 
-Provider = Annotated[Union[OpenAIProvider, AnthropicProvider, ResponsesProvider, ChatGPTProvider], Field(discriminator="type")]
+Provider = Annotated[Union[OpenAIProvider, AnthropicProvider, ResponsesProvider, ChatGPTProvider, ClaudeCliProvider],
+                     Field(discriminator="type")]
 
 
 class Models(_Strict):
@@ -255,10 +284,11 @@ class Config(_Strict):
         """Every provider key and inbound key, to scrub from anything the relay shows or keeps."""
         provider_keys = [p.key for p in self.providers.values() if p.key]
         header_values = [v for p in self.providers.values() for v in p.headers.values() if len(v) >= 16]
+        header_values += [v for p in self.providers.values() for v in getattr(p, "env", {}).values() if len(v) >= 16]
         return tuple(dict.fromkeys([*provider_keys, *header_values, *self.relay.inbound_keys]))
 
 
-PROVIDER_TYPES = ("openai", "anthropic", "openai-responses", "chatgpt")
+PROVIDER_TYPES = ("openai", "anthropic", "openai-responses", "chatgpt", "claude-cli")
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
