@@ -14,7 +14,7 @@ from anthropic_oracle import read_message
 from anthropic_view import check_events, sdk_message
 from llmrelay import sse
 from llmrelay.config import AnthropicProvider, Route
-from llmrelay.relay import AnthropicExchange
+from llmrelay.providers.anthropic import AnthropicExchange
 
 FIXTURES = sorted(Path(__file__).parent.joinpath("fixtures", "anthropic", "responses").glob("*.json"))
 ANSWERS = [f for f in FIXTURES if json.loads(f.read_text())["status"] == 200]

@@ -9,7 +9,7 @@ import anthropic
 import pytest
 
 from anthropic_view import check_events, sdk_message
-from llmrelay.relay import encode, events_reply
+from llmrelay.exchange import encode, events_reply
 from llmrelay.translate.chat_response import ChatTranslator
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from anthropic_view import check_events, sdk_message
 from llmrelay.config import OpenAIProvider as Provider, Route
-from llmrelay.relay import Exchange, encode
+from llmrelay.providers.chat import Exchange
 from llmrelay.translate.chat_response import ChatTranslator
 from oracle import read_chat
 

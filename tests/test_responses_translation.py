@@ -20,7 +20,7 @@ import pytest
 from anthropic_view import check_events, sdk_message
 from llmrelay.config import ResponsesProvider, Route
 from llmrelay.protocols.openai_responses import SIGNED
-from llmrelay.relay import ResponsesExchange
+from llmrelay.providers.responses import ResponsesExchange
 from llmrelay.translate.responses_response import ResponsesTranslator
 from responses_oracle import read_responses, response_events
 from test_chat_translation import same_ids, splits

@@ -38,18 +38,18 @@ from typing import Any
 
 import orjson
 
-from . import oauth, sse
-from .errors import anthropic_status, error_body, scrub, scrub_bytes
+from . import oauth
+from .errors import anthropic_status, scrub, scrub_bytes
+from .fronts import SLICE, AnthropicFront
 from .loopback import Sink
 from .protocols import anthropic as a
-from .exchange import Reply, encode, error_reply, message_reply
+from .exchange import Reply, error_reply, message_reply
 from .upstream import Call, Response, Upstream, UpstreamError
 
 log = logging.getLogger("llmrelay")
 
 EVENT_STREAM = "text/event-stream; charset=utf-8"
 STREAM_HEAD = {"content-type": EVENT_STREAM, "cache-control": "no-cache"}
-PING = sse.encode("ping", b'{"type": "ping"}')
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 
 
@@ -60,6 +60,10 @@ class Answer:
     def __init__(self, exchange: Any, call: Call, upstream: Upstream, *, ping_every: float, secrets: tuple[str, ...],
                  account: oauth.Account | None = None) -> None:
         self.exchange = exchange
+        # What the client speaks: how its answer, its errors and its keep-alives look.
+        self.front = getattr(exchange, "front", None) or AnthropicFront(secrets)
+        if isinstance(self.front, AnthropicFront):
+            self.front.secrets = secrets
         self.call = call
         self.account = account  # signs the request with its token (a ChatGPT sign-in)
         self.upstream = upstream
@@ -112,9 +116,9 @@ class Answer:
             async with response:
                 await self._answer(response)
         except oauth.AuthError as e:
-            self._reply(error_reply(401, scrub(str(e), self._secret_texts)))
+            self._reply(error_reply(401, scrub(str(e), self._secret_texts)), converted=False)
         except oauth.RefreshFailed as e:
-            self._reply(error_reply(529, f"{self.call.name}: {scrub(str(e), self._secret_texts)}", {"retry-after": "5"}))
+            self._reply(error_reply(529, f"{self.call.name}: {scrub(str(e), self._secret_texts)}", {"retry-after": "5"}), converted=False)
         except UpstreamError as e:
             self._failed(e)
         except asyncio.CancelledError:
@@ -184,12 +188,12 @@ class Answer:
             nonlocal held, ended
             if translator is not None:
                 events = translator.feed(chunk)
-                return _encoded(events, self._secret_texts) if events else None
+                return self.front.encode(events) if events else None
             held += chunk
             cut = _whole_events(held)
             if cut:
                 whole, held = held[:cut], held[cut:]
-                ended = ended or _terminal(whole)
+                ended = ended or self.front.terminal(whole)
                 if len(whole) <= SLICE:
                     return [whole]
                 whole = scrub_bytes(whole, self.secrets)  # whole: a slice could cut a key in two
@@ -201,13 +205,14 @@ class Answer:
         except UpstreamError as failure:
             return self._fail_stream(translator, failure)
         if translator is not None:
-            self._send(encode(translator.finish()))
+            for part in self.front.encode(translator.finish()):
+                self._send(part)
             self.error_type = translator.error_type
         else:
             if held.strip():  # a last event without its blank line still counts
                 self._send(held + b"\n\n")
             self.exchange.stream_ended(b"".join(self.provider_raw))
-            if not (ended or _terminal(held)):
+            if not (ended or self.front.terminal(held)):
                 return self._fail_stream(None, UpstreamError("cut", f"{self.call.name}: the stream ended before the answer was complete"))
         self._end()
 
@@ -221,7 +226,10 @@ class Answer:
         except UpstreamError as failure:
             _add(accumulator, reader.fail(failure.status, scrub(str(failure), self._secret_texts)))
         self.exchange.stream_ended(b"".join(self.provider_raw))
-        self._reply(message_reply(accumulator))
+        if accumulator.error is None and accumulator.message is not None:
+            self._reply(Reply(200, self.front.message(accumulator.message)))
+        else:
+            self._reply(message_reply(accumulator), converted=False)
 
     async def _read(self, response: Response, each: Callable[[bytes], list[bytes] | None] | None = None) -> None:
         """Reads the body to its end into `provider_raw`, handing each read to `each`, and
@@ -262,18 +270,26 @@ class Answer:
     def _end(self) -> None:
         self.sink.end()
 
-    def _reply(self, reply: Reply) -> None:
-        """A whole answer: sent as it is, or as events after the pings already sent."""
+    def _reply(self, reply: Reply, converted: bool = True) -> None:
+        """A whole answer: sent as it is, or as events after the pings already sent. An
+        error in Anthropic's form (`converted` false) goes out in the front's."""
         if reply.status >= 400:
             self.error_type = _error_type(reply.body)
+            if not converted:
+                if self.sink.started:
+                    self._send(self.front.error_event(self.error_type or "api_error", _error_message(reply.body)))
+                    return self._end()
+                reply = Reply(*self.front.reply(reply.status, reply.body, reply.headers))
         if not self.sink.started:
             body = scrub_bytes(reply.body, self.secrets)
             self.status = reply.status
             self.sink.head(reply.status, reply.headers, len(body))
             self.sent.append(body)
             self.sink.write(body)
-        elif reply.status >= 400 or not reply.headers.get("content-type", "").startswith("text/event-stream"):
-            self._send(sse.encode("error", reply.body if reply.status >= 400 else error_body("api_error", "the provider's answer could not be read")))
+        elif reply.status >= 400:
+            self._send(self.front.error_event(self.error_type or "api_error", _error_message(reply.body)))
+        elif not reply.headers.get("content-type", "").startswith("text/event-stream"):
+            self._send(self.front.error_event("api_error", "the provider's answer could not be read"))
         else:
             self._send(reply.body)
         self._end()
@@ -284,7 +300,7 @@ class Answer:
             return
         if not self.sink.started:
             headers = {"retry-after": "1"} if failure.kind in ("connect", "dns", "timeout") else {}
-            self._reply(error_reply(status or failure.status, scrub(str(failure), self._secret_texts), headers))
+            self._reply(error_reply(status or failure.status, scrub(str(failure), self._secret_texts), headers), converted=False)
         else:
             self._fail_stream(None, failure, status)
 
@@ -293,11 +309,11 @@ class Answer:
         if translator is not None:
             events = translator.fail(status or failure.status, message)
             self.error_type = translator.error_type
-            if events:
-                self._send(encode(events))
+            for part in self.front.encode(events):
+                self._send(part)
         else:
             self.error_type = anthropic_status(status or failure.status)[1]
-            self._send(sse.encode("error", orjson.dumps(a.error_event(self.error_type, message))))
+            self._send(self.front.error_event(self.error_type, message))
         self._end()
 
     # --- the watchdog: keep-alive pings and timeouts -----------------------------------
@@ -329,7 +345,7 @@ class Answer:
             self._task.cancel()
             return
         if self.exchange.client_stream and now - self._last_out >= self.ping_every - 0.001:
-            self._send(PING)
+            self._send(self.front.ping)
         self._schedule(loop)
 
     def _expiry(self) -> UpstreamError:
@@ -338,31 +354,6 @@ class Answer:
         limits = self.call.timeouts
         limit = limits.first_byte if self._expired == "answer" else limits.idle
         return UpstreamError("timeout", f"{self.call.name}: no {self._expired} from the provider within {limit:g} s")
-
-
-SLICE = 1 << 20  # characters or bytes written to the client between turns of the event loop
-_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
-
-
-def _encoded(events: list[dict[str, Any]], secrets: tuple[str, ...]) -> list[bytes]:
-    """Events as SSE bytes, in one piece, or in slices of about `SLICE` when a delta is huge
-    (a provider that sends 20 MB in one event): the client gets the same text in several
-    deltas, and the relay never spends one long turn of the event loop encoding it."""
-    big = [e for e in events if e["type"] == "content_block_delta" and len(e["delta"].get(_DELTA_FIELDS.get(e["delta"]["type"], ""), "")) > SLICE]
-    if not big:
-        return [encode(events)]
-    out = []
-    for event in events:
-        delta = event.get("delta") if event["type"] == "content_block_delta" else None
-        name = _DELTA_FIELDS.get(delta["type"], "") if delta else ""
-        value = delta.get(name, "") if delta else ""
-        if len(value) <= SLICE:
-            out.append(encode([event]))
-            continue
-        value = scrub(value, secrets)  # whole: a slice could cut a key in two
-        for i in range(0, len(value), SLICE):
-            out.append(encode([{**event, "delta": {**delta, name: value[i : i + SLICE]}}]))
-    return out
 
 
 def _add(accumulator: a.Accumulator, events: list[dict[str, Any]]) -> None:
@@ -375,10 +366,11 @@ def _whole_events(buf: bytes) -> int:
     return max((at + len(end) for end in _EVENT_ENDS if (at := buf.rfind(end)) >= 0), default=0)
 
 
-def _terminal(events: bytes) -> bool:
-    """Whether these whole Anthropic events end the answer."""
-    return b"message_stop" in events or b"event: error" in events
-
+def _error_message(body: bytes) -> str:
+    try:
+        return str(orjson.loads(body).get("error", {}).get("message", ""))
+    except (orjson.JSONDecodeError, AttributeError):
+        return body.decode("utf-8", "replace")[:500]
 
 
 def _error_type(body: bytes) -> str | None:

@@ -157,3 +157,26 @@ def count_tokens_reply(body: bytes) -> Reply:
     """count_tokens answered here, with the local estimate."""
     req = parse(a.parse_count_tokens, body)
     return Reply(200, orjson.dumps({"input_tokens": tokens.count_request(req)}))
+
+
+class FrontExchange:
+    """A provider kind's exchange seen through a front other than Anthropic's: its answers,
+    in hub form, come out in the client's protocol."""
+
+    def __init__(self, inner: Any, front: Any) -> None:
+        self.inner = inner
+        self.front = front
+        self.first_byte: float | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def translator(self) -> Any:
+        # A stream the kind would pass through as it is (Anthropic events) is read into
+        # events too, for the front to write.
+        translator = self.inner.translator()
+        return translator if translator is not None else self.inner.reader()
+
+    def reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
+        reply = self.inner.reply(status, headers, body)
+        return Reply(*self.front.reply(reply.status, reply.body, reply.headers))

@@ -23,28 +23,10 @@ import orjson
 from . import gate
 from .config import Config
 from .errors import RelayError, scrub
-from .exchange import (  # noqa: F401  (the answer types, for the addon and the tests)
-    EVENT_STREAM,
-    JSON,
-    Answers,
-    Ask,
-    Forward,
-    Pass,
-    Reply,
-    count_tokens_reply,
-    encode,
-    error_reply,
-    events_reply,
-    is_event_stream,
-    message_reply,
-    parse,
-    upstream_error,
-)
+from .exchange import Answers, Ask, Forward, FrontExchange, Pass, Reply, count_tokens_reply, error_reply, parse
 from .protocols import anthropic as a
-from .providers import KINDS
-from .providers.anthropic import AnthropicEvents, AnthropicExchange  # noqa: F401
-from .providers.chat import Exchange  # noqa: F401
-from .providers.responses import ResponsesExchange  # noqa: F401
+from .fronts import openai_chat
+from .providers import KINDS, chat
 
 log = logging.getLogger("llmrelay")
 
@@ -82,6 +64,10 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
                 raise request
             parsed = request if isinstance(request, a.Request) else None
             return kind.forward(Ask(config, route, provider, path, body, headers, envelope, parsed))
+        if path in CHAT_PATHS:
+            if method != "POST":
+                return _chat_error(405, f"{path} takes POST, not {method}")
+            return _chat(config, body, headers)
         if path == "/v1/models" and method == "GET":
             return Reply(200, orjson.dumps(models_list(config)))
         if path.startswith("/v1/models/") and method == "GET":
@@ -104,6 +90,53 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
     return error_reply(404, f"this relay does not serve {method} {path or '/'}")
 
 
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+
+
+def _chat(config: Config, body: bytes, headers: dict[str, str]) -> Reply | Forward:
+    """The OpenAI front: a Chat request, routed like any other (`fronts.openai_chat`)."""
+    try:
+        hub, options = openai_chat.to_hub(body)
+    except RelayError as e:
+        return _chat_error(e.status, scrub(str(e), config.secrets))
+    route = config.route(hub["model"])
+    if route is None:
+        return _chat_error(404, f"model {hub['model']!r} does not route anywhere in this relay")
+    provider = config.providers[route.provider]
+    front = openai_chat.ChatFront(hub["model"], options["include_usage"])
+    if provider.type == "openai":
+        return chat.passed(Ask(config, route, provider, "/v1/chat/completions", body, headers, None, None), options["chat"], front)
+    if openai_chat.wants_format(options):
+        return _chat_error(400, f"response_format is not supported by the {provider.type} provider {route.provider!r}")
+    if provider.type == "anthropic":
+        _for_anthropic(hub)
+    hub_body = orjson.dumps(hub)
+    try:
+        request = parse(a.parse_request, hub_body)
+        forward = KINDS[provider.type].forward(Ask(config, route, provider, "/v1/messages", hub_body, {}, request, request))
+    except RelayError as e:
+        return _chat_error(e.status, scrub(str(e), config.secrets))
+    front._reasoning = lambda: getattr(forward.exchange, "reasoning_tokens", 0)
+    forward.exchange = FrontExchange(forward.exchange, front)
+    return forward
+
+
+def _for_anthropic(hub: dict[str, Any]) -> None:
+    """What the Anthropic API requires of a request an OpenAI client could leave out."""
+    budget = (hub.get("thinking") or {}).get("budget_tokens") or 0
+    limit = hub.get("max_tokens") or 16384
+    hub["max_tokens"] = max(limit, budget + 4096) if budget else limit
+    if budget:
+        hub.pop("temperature", None)  # with thinking, only the default is accepted
+        hub.pop("top_p", None)
+    elif isinstance(hub.get("temperature"), (int, float)):
+        hub["temperature"] = min(hub["temperature"], 1)  # OpenAI's range is 0–2, Anthropic's 0–1
+
+
+def _chat_error(status: int, message: str) -> Reply:
+    return Reply(*openai_chat.ChatFront("", False).error_reply(status, message))
+
+
 # Paths the relay answers, and their methods (for a clear 405).
 SERVED = {
     "/v1/messages": ("POST",),
@@ -123,13 +156,16 @@ def _try(parser: Callable[[bytes], Any], body: bytes) -> Any:
 
 
 def models_list(config: Config) -> dict[str, Any]:
+    """The routed names, in a list both SDKs read: Anthropic's fields and OpenAI's side by side."""
     names = list(config.models.routes)
     data = [_model_entry(name) for name in names]
-    return {"data": data, "has_more": False, "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
+    return {"object": "list", "data": data, "has_more": False,
+            "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
 
 
 def _model_entry(name: str) -> dict[str, Any]:
-    return {"type": "model", "id": name, "display_name": name, "created_at": "2025-01-01T00:00:00Z"}
+    return {"type": "model", "id": name, "display_name": name, "created_at": "2025-01-01T00:00:00Z",
+            "object": "model", "created": 1735689600, "owned_by": "llmrelay"}
 
 
 

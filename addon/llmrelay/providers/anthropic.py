@@ -5,14 +5,13 @@ message when the client asked for the other."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from .. import sse
-from ..config import AnthropicProvider, Config, Route
+from ..config import AnthropicProvider, Route
 from ..errors import anthropic_status
 from ..exchange import EVENT_STREAM, Answers, Ask, Forward, Reply, count_tokens_reply, events_reply, is_event_stream, sse_events, upstream_error, usage_in
 from ..protocols import anthropic as a

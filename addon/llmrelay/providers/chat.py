@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
-from ..config import Config, OpenAIProvider, Route
-from ..errors import RelayError
+from ..config import OpenAIProvider, Route
+from ..errors import RelayError, scrub, scrub_bytes, upstream_message
 from ..exchange import JSON, Answers, Ask, Forward, Reply, events_reply, is_event_stream, upstream_error
 from ..protocols import anthropic as a
 from ..translate.chat_request import to_chat
@@ -99,3 +100,96 @@ class Exchange(Answers):
         return events_reply(events, self.client_stream)
 
 
+
+
+def passed(ask: Ask, chat: dict, front: Any) -> Forward:
+    """An OpenAI client's request for this kind: nothing to translate. The model and the key
+    are rewritten; the answer comes back as the provider sent it."""
+    route, provider = ask.route, ask.provider
+    stream = bool(chat.get("stream"))
+    headers = {"content-type": JSON, "accept": "text/event-stream" if stream else JSON, "accept-encoding": "identity"}
+    if provider.key:
+        headers["authorization"] = "Bearer " + provider.key
+    headers.update(provider.headers)
+    exchange = ChatPassExchange(
+        client_model=chat["model"], route=route, provider=provider, client_stream=stream, front=front,
+        secrets=ask.config.secrets, secret_headers=("authorization", *(name.lower() for name in provider.headers)),
+    )
+    scheme, host, port, prefix = provider.target
+    return Forward((scheme, host, port, prefix + "/chat/completions"), headers, orjson.dumps({**chat, "model": route.model}), exchange)
+
+
+@dataclass
+class ChatPassExchange(Answers):
+    """An OpenAI client in front of an OpenAI-compatible provider: the stream goes on
+    untouched, whole events at a time; usage is read from it on the way."""
+
+    client_model: str
+    route: Route
+    provider: OpenAIProvider
+    client_stream: bool
+    front: Any
+    secrets: tuple[str, ...]
+    secret_headers: tuple[str, ...] = ()
+    started: float = field(default_factory=time.monotonic)
+    count_tokens_body: bytes | None = None
+    usage: dict[str, int] | None = None
+    reasoning_tokens: int = 0
+    first_byte: float | None = None
+
+    def translator(self) -> None:
+        return None
+
+    def reader(self) -> None:
+        return None
+
+    def streams(self, status: int, headers: dict[str, str]) -> bool:
+        return 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream")
+
+    def stream_ended(self, raw: bytes) -> None:
+        for event in reversed(sse_events_of(raw)):
+            if isinstance(event, dict) and event.get("usage"):
+                self._read_usage(event["usage"])
+                return
+
+    def _read_usage(self, usage: dict) -> None:
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        self.usage = {"input_tokens": max((usage.get("prompt_tokens") or 0) - cached, 0), "cache_read_input_tokens": cached,
+                      "output_tokens": usage.get("completion_tokens") or 0}
+        self.reasoning_tokens = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
+        kept = {k: v for k, v in headers.items() if k in ("content-type", "retry-after", "retry-after-ms")}
+        if 200 <= status < 300:
+            try:
+                answer = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                answer = None
+            if isinstance(answer, dict) and isinstance(answer.get("usage"), dict):
+                self._read_usage(answer["usage"])
+            if is_event_stream(headers, body) and not self.client_stream:
+                return Reply(*self.front.error_reply(502, f"{self.provider.host}: the provider streamed an answer that was asked for as JSON"))
+            return Reply(status, body, kept or {"content-type": JSON})
+        try:
+            error = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            error = None
+        if isinstance(error, dict) and isinstance(error.get("error"), dict):
+            return Reply(status, scrub_bytes(body, tuple(s.encode() for s in self.secrets if len(s) >= 8)), kept)
+        message = scrub(upstream_message(body, headers.get("content-type", "")), self.secrets)
+        status_out, body_out, headers_out = self.front.error_reply(status, f"{self.provider.host}: {message}", {k: v for k, v in kept.items() if k != "content-type"})
+        return Reply(status_out, body_out, headers_out)
+
+
+def sse_events_of(raw: bytes) -> list[Any]:
+    from .. import sse
+
+    decoder = sse.Decoder()
+    out = []
+    for event in decoder.feed(raw) + decoder.flush():
+        if event.data and event.data != b"[DONE]":
+            try:
+                out.append(orjson.loads(event.data))
+            except orjson.JSONDecodeError:
+                pass
+    return out
