@@ -45,6 +45,7 @@ import both_sides
 from both_sides import SIDE, BothSides
 from llmrelay import gate, oauth, relay, usage
 from llmrelay.answer import Answer
+from llmrelay.translate import anthropic_compat
 from llmrelay.config import Config, ConfigError, Timeouts, load_config
 from llmrelay.errors import scrub_bytes
 from llmrelay.loopback import Loopback
@@ -199,7 +200,13 @@ class Adapter:
             provider = self.config.providers[outcome.exchange.route.provider]
             call = Call("POST", f"{scheme}://{authority}{path}", list(outcome.headers.items()),
                         outcome.body, provider.timeouts, outcome.exchange.route.provider)
-            account = self._account(*outcome.account) if outcome.account else None
+            try:
+                account = self._account(*outcome.account) if outcome.account else None
+            except ValueError as e:  # (the configuration checks names; this is the last guard)
+                outcome = relay.error_reply(500, f"llmrelay: {e}")
+                flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
+                req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
+                return
             self.pending[flow.id] = Pending(outcome.exchange, call, self.config.secrets, account)
             # The flow shows the provider request (and ServerPlayback matches it): new headers,
             # raw content and the target written straight into the request's data, much
@@ -246,6 +253,8 @@ class Adapter:
         target = f"{req.scheme}://{url.hostport(req.scheme, req.host, req.port)}{req.path}"
         credentials = [headers[k][7:] if k == "authorization" else headers[k] for k in ("authorization", "x-api-key") if k in headers and k != carrier]
         secrets = (*self.config.secrets, *credentials)
+        if req.path.startswith("/v1/messages") and anthropic_compat.has_foreign_thinking(body):
+            body = anthropic_compat.without_foreign_thinking(body)  # Anthropic would refuse the request
         exchange = relay.PassExchange(client_stream=stream, provider=SimpleNamespace(host=req.host))
         call = Call(req.method, target, sent, body, Timeouts(), req.host)
         self.pending[flow.id] = Pending(exchange, call, secrets)

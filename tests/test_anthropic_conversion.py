@@ -91,3 +91,27 @@ def test_count_tokens_falls_back_to_the_local_estimate_when_the_provider_has_non
     reply = ex.reply(404, {"content-type": "application/json"}, b'{"type":"error","error":{"type":"not_found_error","message":"no"}}')
     assert reply.status == 200 and json.loads(reply.body)["input_tokens"] > 5
     assert json.loads(ex.reply(200, {}, b'{"input_tokens": 42}').body) == {"input_tokens": 42}
+
+
+def test_thinking_anthropic_cannot_verify_is_removed_before_it_goes_there() -> None:
+    # After a switch from a Responses or Chat provider, Claude Code sends back thinking with
+    # the relay's signature, or with none; Anthropic would refuse the whole request.
+    from llmrelay.config import AnthropicProvider, Route
+    from llmrelay.translate.anthropic_compat import prepare
+
+    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 100, "thinking": {"type": "enabled", "budget_tokens": 2000},
+                       "messages": [
+                           {"role": "user", "content": "q"},
+                           {"role": "assistant", "content": [{"type": "thinking", "thinking": "kept", "signature": "EqQBCkYIBRgCKkD"},
+                                                             {"type": "text", "text": "A."}]},
+                           {"role": "user", "content": "q2"},
+                           {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "llmrelay.reasoning.abc.enc"},
+                                                             {"type": "thinking", "thinking": "u", "signature": ""},
+                                                             {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}]},
+                           {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+                       ]}).encode()
+    out, _ = prepare(body, Route(provider="a", model="claude-sonnet-4-5"), AnthropicProvider(type="anthropic", base_url="https://api.anthropic.com"), {})
+    sent = json.loads(out)
+    assert [b["type"] for b in sent["messages"][1]["content"]] == ["thinking", "text"]
+    assert [b["type"] for b in sent["messages"][3]["content"]] == ["tool_use"]
+    assert "thinking" not in sent  # the last assistant turn lost its thinking

@@ -480,3 +480,24 @@ def test_remove_deletes_the_token_file(issuer, tmp_path):
     assert oauth.remove(tmp_path, "work") is True
     assert oauth.load(tmp_path, "work") is None
     assert oauth.remove(tmp_path, "work") is False
+
+
+def test_requests_waiting_on_a_refresh_that_fails_all_get_its_failure_at_once(tmp_path):
+    # An issuer that hangs: five requests on an expired token must not each wait for a
+    # timeout of their own, one after another.
+    old = oauth.Tokens(jwt({"exp": 1}), "rt-old", "", "acct-1", 1.0)
+    oauth.save(tmp_path, "work", old)
+    posts = []
+
+    async def silent(url, headers, body):
+        posts.append(url)
+        await asyncio.sleep(10)
+
+    async def five() -> list:
+        acc = oauth.Account("work", tmp_path, issuer="https://issuer.test", post=silent, timeout=0.3)
+        return await asyncio.gather(*(acc.tokens() for _ in range(5)), return_exceptions=True)
+
+    start = time.monotonic()
+    results = asyncio.run(five())
+    assert all(isinstance(r, oauth.RefreshFailed) for r in results) and len(posts) == 1
+    assert time.monotonic() - start < 2

@@ -18,7 +18,7 @@ import pytest
 from llmrelay.config import ChatGPTProvider, ResponsesProvider, Route
 from llmrelay.errors import RelayError
 from llmrelay.protocols import anthropic as a
-from llmrelay.protocols.openai_responses import SIGNED
+from llmrelay.protocols.openai_responses import SIGNED, signature
 from llmrelay.translate.responses_request import DEFAULT_INSTRUCTIONS, to_responses
 from mock_openai import RequestRejected
 from mock_responses import CODEX_MODELS, validate_request
@@ -89,9 +89,9 @@ def output(call_id: str, text: str) -> dict[str, Any]:
     return {"type": "function_call_output", "call_id": call_id, "output": text}
 
 
-def signed(thinking: str, encrypted: str = ENCRYPTED) -> dict[str, Any]:
-    """A thinking block as the relay made it from a reasoning item."""
-    return {"type": "thinking", "thinking": thinking, "signature": SIGNED + encrypted}
+def signed(api: ResponsesProvider, thinking: str, encrypted: str = ENCRYPTED) -> dict[str, Any]:
+    """A thinking block as the relay made it from a reasoning item of `api`."""
+    return {"type": "thinking", "thinking": thinking, "signature": signature(encrypted, api.origin)}
 
 
 BASH = {"name": "Bash", "description": "Run a command", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}
@@ -546,10 +546,12 @@ def test_summary_none_asks_for_no_summary(api: ResponsesProvider) -> None:
     assert out["include"] == ["reasoning.encrypted_content"]
 
 
-def test_effort_none_sends_no_summary_and_no_encrypted_reasoning(api: ResponsesProvider) -> None:
-    out, _, _ = translate(request(user("x")), api, route(reasoning_effort="none"))
-    assert out["reasoning"] == {"effort": "none"}
-    assert "include" not in out
+def test_effort_none_sends_no_reasoning_field_even_when_the_client_thinks(api: ResponsesProvider) -> None:
+    # For models that do not reason at all: any reasoning field gets the request refused.
+    for thinking in (None, {"type": "enabled", "budget_tokens": 31999}):
+        extra = {"thinking": thinking} if thinking else {}
+        out, _, _ = translate(request(user("x"), temperature=0.5, **extra), api, route(reasoning_effort="none"))
+        assert "reasoning" not in out and "include" not in out
 
 
 def test_no_effort_anywhere_sends_no_reasoning() -> None:
@@ -574,11 +576,11 @@ def test_signed_thinking_becomes_a_reasoning_item_before_its_turn(api: Responses
     out, _, _ = translate(
         request(
             user("q"),
-            assistant([signed("Plan: list files.", "enc-1"), {"type": "text", "text": "Listing."}, {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}]),
+            assistant([signed(api, "Plan: list files.", "enc-1"), {"type": "text", "text": "Listing."}, {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}]),
             user([{"type": "tool_result", "tool_use_id": "t1", "content": "a.py"}]),
-            assistant([signed("", "enc-2"), {"type": "tool_use", "id": "t2", "name": "Bash", "input": {}}]),
+            assistant([signed(api, "", "enc-2"), {"type": "tool_use", "id": "t2", "name": "Bash", "input": {}}]),
             user([{"type": "tool_result", "tool_use_id": "t2", "content": "b.py"}]),
-            assistant([signed("Done.", "enc-3"), {"type": "text", "text": "Two files."}]),
+            assistant([signed(api, "Done.", "enc-3"), {"type": "text", "text": "Two files."}]),
             user("thanks"),
         ),
         api,
@@ -617,11 +619,23 @@ def test_other_thinking_is_dropped(api: ResponsesProvider) -> None:
     assert out["input"] == [said("q"), answered("Answer."), said("ok")]
 
 
+def test_reasoning_another_provider_made_is_dropped(api: ResponsesProvider) -> None:
+    # The conversation moved here from another provider or account: its encrypted reasoning
+    # is unreadable here, and sending it would get the whole request refused.
+    other = ResponsesProvider(type="openai-responses", base_url="https://other.example/v1") if api.type == "openai-responses" else codex(account="work")
+    assert other.origin != api.origin
+    out, _, _ = translate(request(user("q"), assistant([signed(other, "elsewhere"), {"type": "text", "text": "A."}]), user("ok")), api)
+    assert out["input"] == [said("q"), answered("A."), said("ok")]
+    legacy = {"type": "thinking", "thinking": "old", "signature": SIGNED + ENCRYPTED}  # no origin mark
+    out, _, _ = translate(request(user("q"), assistant([legacy, {"type": "text", "text": "A."}]), user("ok")), api)
+    assert out["input"] == [said("q"), answered("A."), said("ok")]
+
+
 def test_no_item_carries_an_id(api: ResponsesProvider) -> None:
     out, _, _ = translate(
         request(
             user("q"),
-            assistant([signed("thought"), {"type": "text", "text": "Running."}, {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}]),
+            assistant([signed(api, "thought"), {"type": "text", "text": "Running."}, {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {}}]),
             user([{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]),
             assistant("Done."),
             user("thanks"),

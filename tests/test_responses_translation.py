@@ -130,7 +130,8 @@ def test_encrypted_reasoning_rides_in_the_thinking_signature(path: Path) -> None
     reply = exchange(False).reply(200, {"content-type": fixture["content_type"]}, fixture["body"].encode())
     message = sdk_message(reply.status, reply.body, reply.headers["content-type"], stream=False)
     signatures = [b.signature for b in message.content if b.type == "thinking"]
-    assert signatures == [SIGNED + item["item"]["encrypted_content"] for item in finals]
+    origin = exchange(False).provider.origin
+    assert signatures == [f"{SIGNED}{origin}." + item["item"]["encrypted_content"] for item in finals]
 
 
 def events_of(*events: dict) -> bytes:
@@ -168,10 +169,13 @@ def test_tool_arguments_that_are_not_json_when_done_never_make_a_tool_use() -> N
 def test_an_empty_message_with_a_reasoning_summary_answers_with_the_summary() -> None:
     reasoning = {"type": "reasoning", "summary": [{"type": "summary_text", "text": "The answer is 4."}], "encrypted_content": "gAAA"}
     message = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": ""}]}
-    events = translate([events_of(CREATED, item_done(0, reasoning), item_done(1, message), completed())])
+    translator = ResponsesTranslator(model="claude-test", summary_as_text=True)  # as for the Codex backend
+    events = translator.feed(events_of(CREATED, item_done(0, reasoning), item_done(1, message), completed())) + translator.finish()
     check_events(events)
     texts = [e["delta"]["text"] for e in events if e.get("delta", {}).get("type") == "text_delta"]
     assert texts == ["The answer is 4."]
+    plain = translate([events_of(CREATED, item_done(0, reasoning), item_done(1, message), completed())])  # the public API
+    assert not [e for e in plain if e.get("delta", {}).get("type") == "text_delta"]
 
 
 @pytest.mark.parametrize("reason, stop", [("max_output_tokens", "max_tokens"), ("content_filter", "refusal")])
@@ -209,3 +213,76 @@ def test_a_usage_limit_before_the_stream_is_a_429_with_retry_after() -> None:
     error = json.loads(reply.body)["error"]
     assert reply.status == 429 and error["type"] == "rate_limit_error" and reply.headers["retry-after"] == "13872"
     assert "(plus plan); it resets at " in error["message"] and "in 3 h 51 min" in error["message"]
+
+
+def added(index: int, item: dict) -> dict:
+    return {"type": "response.output_item.added", "output_index": index, "item": item}
+
+
+def args_delta(index: int, delta: str) -> dict:
+    return {"type": "response.function_call_arguments.delta", "output_index": index, "delta": delta}
+
+
+def fc(call_id: str, name: str, arguments: str = "") -> dict:
+    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
+
+
+def tool_inputs(events: list[dict]) -> list[tuple[str, dict]]:
+    check_events(events)
+    reply_events = [e for e in events if e["type"] != "ping"]
+    from anthropic_view import sdk_message as read
+    from llmrelay.exchange import encode
+
+    message = read(200, encode(reply_events), "text/event-stream", stream=True)
+    return [(b.id, b.input) for b in message.content if b.type == "tool_use"]
+
+
+def test_calls_done_after_the_next_one_began_keep_their_arguments() -> None:
+    body = events_of(CREATED, added(0, fc("call_a", "Read")), added(1, fc("call_b", "Grep")),
+                     item_done(0, fc("call_a", "Read", '{"path": "a.py"}')), item_done(1, fc("call_b", "Grep", '{"q": "x"}')), completed())
+    assert tool_inputs(translate([body])) == [("call_a", {"path": "a.py"}), ("call_b", {"q": "x"})]
+
+
+def test_parallel_calls_whose_deltas_interleave_come_out_whole_and_in_order() -> None:
+    body = events_of(CREATED, added(0, fc("call_a", "Read")), added(1, fc("call_b", "Grep")),
+                     args_delta(0, '{"path": '), args_delta(1, '{"q": '), args_delta(0, '"a.py"}'), args_delta(1, '"x"}'), completed())
+    assert tool_inputs(translate([body])) == [("call_a", {"path": "a.py"}), ("call_b", {"q": "x"})]
+
+
+def test_reasoning_done_after_the_message_still_carries_its_signature() -> None:
+    # OpenRouter finishes the reasoning item (index 0) after the message (index 1).
+    reasoning = {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "think"}], "encrypted_content": "enc-late"}
+    message = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Answer."}]}
+    body = events_of(CREATED, added(0, {"type": "reasoning", "summary": []}),
+                     {"type": "response.reasoning_text.delta", "output_index": 0, "delta": "think"},
+                     added(1, {"type": "message", "role": "assistant", "content": []}),
+                     {"type": "response.output_text.delta", "output_index": 1, "delta": "Answer."},
+                     item_done(1, message), item_done(0, reasoning), completed())
+    events = translate([body])
+    check_events(events)
+    assert [e["delta"]["signature"] for e in events if e.get("delta", {}).get("type") == "signature_delta"] == [f"{SIGNED}.enc-late"]
+    assert "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta") == "Answer."
+
+
+def test_items_without_an_output_index_each_get_their_own_block() -> None:
+    body = events_of(CREATED, {"type": "response.output_item.added", "item": fc("call_a", "Read")},
+                     {"type": "response.output_item.done", "item": fc("call_a", "Read", '{"path": "a"}')},
+                     {"type": "response.output_item.added", "item": fc("call_b", "Read")},
+                     {"type": "response.output_item.done", "item": fc("call_b", "Read", '{"path": "b"}')}, completed())
+    assert tool_inputs(translate([body])) == [("call_a", {"path": "a"}), ("call_b", {"path": "b"})]
+
+
+def test_an_answer_cut_by_max_output_tokens_inside_tool_arguments_says_so_and_is_not_retryable() -> None:
+    body = events_of(CREATED, added(0, fc("call_a", "Write")), args_delta(0, '{"content": "half of'),
+                     completed(status="incomplete", incomplete_details={"reason": "max_output_tokens"}))
+    events = translate([body])
+    check_events(events)
+    assert events[-1]["type"] == "error" and events[-1]["error"]["type"] == "invalid_request_error"
+    assert "max_output_tokens" in events[-1]["error"]["message"]
+
+
+@pytest.mark.parametrize("body", [b'{"error": {"message": "Something broke", "type": "server_error"}}', b"{}"], ids=["error", "empty"])
+def test_a_json_answer_that_is_not_a_response_is_an_error_not_an_empty_answer(body: bytes) -> None:
+    translator = ResponsesTranslator(model="claude-test")
+    events = translator.whole(body)
+    assert events[-1]["type"] == "error"

@@ -150,9 +150,15 @@ class Answer:
         response = await self.upstream.open(self.call, sent=self._sent)
         if response.status != 401:
             return response
+        chunks = []
         async with response:
-            while await response.readany():
-                pass  # read to its end: the connection goes back to the pool
+            while chunk := await response.readany():
+                chunks.append(chunk)  # read to its end: the connection goes back to the pool
+        body = b"".join(chunks)
+        if not _token_refused(body):
+            # Refused for another reason (a header, the account): a refresh would only spend
+            # the single-use refresh token. The client gets this answer.
+            return _Read(response, body)
         self._sign(await self.account.refreshed(self._token))
         return await self.upstream.open(self.call, sent=self._sent)
 
@@ -354,6 +360,31 @@ class Answer:
         limits = self.call.timeouts
         limit = limits.first_byte if self._expired == "answer" else limits.idle
         return UpstreamError("timeout", f"{self.call.name}: no {self._expired} from the provider within {limit:g} s")
+
+
+# What a 401 says when the access token itself is the problem (the Codex backend's codes).
+_TOKEN_REFUSALS = (b"token_expired", b"token_invalidated", b"invalid_token", b"authentication token", b"token is expired")
+
+
+def _token_refused(body: bytes) -> bool:
+    return any(sign in body for sign in _TOKEN_REFUSALS)
+
+
+class _Read:
+    """An answer already read whole, given back as if it were arriving."""
+
+    def __init__(self, response: Response, body: bytes) -> None:
+        self.status, self.raw_headers, self._body = response.status, response.raw_headers, body
+
+    async def readany(self) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+    async def __aenter__(self) -> _Read:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
 
 
 def _add(accumulator: a.Accumulator, events: list[dict[str, Any]]) -> None:

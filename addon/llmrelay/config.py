@@ -132,6 +132,13 @@ class ResponsesProvider(_Provider):
 
     echoes_reasoning: ClassVar[bool] = False  # earlier reasoning goes back as signed reasoning items instead
 
+    @cached_property
+    def origin(self) -> str:
+        """Whose encrypted reasoning this provider can read back (see `openai_responses`)."""
+        from .protocols.openai_responses import origin
+
+        return origin(self.type, self.base_url, getattr(self, "account", "") or "")
+
     @property
     def codex(self) -> bool:
         return False
@@ -257,8 +264,13 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _known_providers(self) -> Config:
         for name, provider in self.providers.items():
-            if isinstance(provider, ChatGPTProvider) and provider.account is None:
-                provider.account = name
+            if isinstance(provider, ChatGPTProvider):
+                if provider.account is None:
+                    provider.account = name
+                if not _ACCOUNT.fullmatch(provider.account):
+                    where = f"providers.{name}.account" if provider.account != name else f"providers.{name}"
+                    raise ValueError(f"{where}: an account name takes letters, digits, '_', '.' and '-' only "
+                                     "(it names the account's token file); set `account:`")
         named = [("models.default", self.models.default)] if isinstance(self.models.default, Route) else []
         named += [(f"models.routes.{key}", route) for key, route in self.models.routes.items()]
         for where, route in named:
@@ -288,6 +300,7 @@ class Config(_Strict):
         return tuple(dict.fromkeys([*provider_keys, *header_values, *self.relay.inbound_keys]))
 
 
+_ACCOUNT = re.compile(r"[A-Za-z0-9_.-]+")
 PROVIDER_TYPES = ("openai", "anthropic", "openai-responses", "chatgpt", "claude-cli")
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

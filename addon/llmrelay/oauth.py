@@ -259,6 +259,13 @@ def save(data_dir: str | Path, name: str, tokens: Tokens) -> None:
         os.close(dir_fd)
 
 
+def store(data_dir: str | Path, name: str, tokens: Tokens) -> None:
+    """`save` for a new sign-in: under the account's lock, so that a relay refreshing the old
+    sign-in at that moment cannot write its tokens over the new ones."""
+    with _held(_lock_path(token_path(data_dir, name))):
+        save(data_dir, name, tokens)
+
+
 def remove(data_dir: str | Path, name: str) -> bool:
     """Delete the account's token file (waiting for a refresh in progress); False if there was none."""
     path = token_path(data_dir, name)
@@ -370,6 +377,9 @@ def _held(path: Path, wait: float = LOCK_WAIT) -> Iterator[None]:
 # ----------------------------------------------------------------------------- account
 
 
+_FAILED: dict[str, tuple[str, float, str]] = {}  # account → (refresh token, when it failed, message)
+
+
 class Account:
     """A stored ChatGPT sign-in, kept fresh: what a `chatgpt` provider asks for its tokens."""
 
@@ -437,12 +447,23 @@ class Account:
         return await asyncio.shield(task)
 
     async def _locked_update(self, usable: Callable[[Tokens], bool]) -> Tokens:
+        asked = time.monotonic()
         async with _local_lock(self._key):
             async with _flock(_lock_path(self.path), LOCK_WAIT, f"ChatGPT account {self.name!r}"):
                 latest = self._read()  # someone may have refreshed while we waited
                 if usable(latest):
                     return latest
-                return await self._refresh(latest)
+                # A refresh that failed (the issuer down or hanging) while this request waited
+                # for it is not tried again by every request queued behind it, one timeout
+                # after another: they all get its failure at once. Later requests try anew.
+                failed = _FAILED.get(self._key)
+                if failed and failed[0] == latest.refresh_token and failed[1] >= asked:
+                    raise RefreshFailed(failed[2])
+                try:
+                    return await self._refresh(latest)
+                except RefreshFailed as e:
+                    _FAILED[self._key] = (latest.refresh_token, time.monotonic(), str(e))
+                    raise
 
     async def _refresh(self, old: Tokens) -> Tokens:
         dead = _DEAD.get(self._key)
@@ -652,7 +673,7 @@ class _Callback:
         if method != "GET" or url.path != CALLBACK_PATH:
             return 404, "text/plain; charset=utf-8", b"Not Found", nothing
         query = {key: values[0] for key, values in urllib.parse.parse_qs(url.query).items()}
-        if not secrets.compare_digest(query.get("state", ""), self.state):
+        if not secrets.compare_digest(query.get("state", "").encode(), self.state.encode()):
             # Not our browser's answer (an old tab, another program): keep waiting for it.
             return 400, "text/plain; charset=utf-8", b"State mismatch", nothing
         if self.busy or self.outcome.done():
@@ -708,7 +729,7 @@ async def login(data_dir: str | Path, name: str, *, post: Post, show: Callable[[
 
     async def finish(code: str) -> Tokens:
         tokens = await exchange(code, verifier, redirect_uri, issuer=issuer, post=post)
-        save(data_dir, name, tokens)
+        store(data_dir, name, tokens)
         return tokens
 
     callback = _Callback(_b64(secrets.token_bytes(32)), finish)
@@ -770,7 +791,7 @@ async def device_login(data_dir: str | Path, name: str, *, post: Post, show: Cal
     if not code or not verifier:
         raise LoginFailed("the issuer's device answer lacks the authorization code")
     tokens = await exchange(code, verifier, f"{issuer}/deviceauth/callback", issuer=issuer, post=post)
-    save(data_dir, name, tokens)
+    store(data_dir, name, tokens)
     return tokens
 
 

@@ -72,7 +72,10 @@ def limits_summary(limits: dict[str, str]) -> str:
         if minutes and minutes.isdigit():
             m = int(minutes)
             span = f"{m // 1440}d " if m % 1440 == 0 else f"{m // 60}h " if m % 60 == 0 else f"{m}min "
-        parts.append(f"{span}{float(used):g}%")
+        try:
+            parts.append(f"{span}{float(used):g}%")
+        except ValueError:
+            continue  # not a number: nothing to show
     return " ".join(part for part in parts if part)
 
 

@@ -7,21 +7,31 @@ The Codex backend (a ChatGPT subscription) speaks the same protocol with stricte
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 # A thinking block made from a Responses reasoning item carries the item's
-# `encrypted_content` as its signature, after this prefix: the client sends the block back on
-# its next turn, and the model gets its reasoning back (with `store: false` nothing is kept
-# server-side). The prefix tells these apart from Anthropic's own signatures.
+# `encrypted_content` as its signature, after this prefix and the origin's mark: the client
+# sends the block back on its next turn, and the model gets its reasoning back (with
+# `store: false` nothing is kept server-side). The prefix tells these apart from Anthropic's
+# own signatures; the mark says which provider (and account) can decrypt it, so reasoning is
+# never sent to another one after the conversation moved (it would refuse the whole request).
 SIGNED = "llmrelay.reasoning."
 
 
-def signature(encrypted: str) -> str:
-    return SIGNED + encrypted
+def origin(*parts: str) -> str:
+    """A short mark of the provider that made a reasoning item (kind, URL, account)."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
-def encrypted(signature: str) -> str | None:
-    return signature[len(SIGNED) :] if signature.startswith(SIGNED) else None
+def signature(encrypted: str, mark: str) -> str:
+    return f"{SIGNED}{mark}.{encrypted}"
+
+
+def encrypted(signature: str, mark: str) -> str | None:
+    """The encrypted reasoning in a signature, if `mark`'s provider made it."""
+    prefix = f"{SIGNED}{mark}."
+    return signature[len(prefix) :] or None if signature.startswith(prefix) else None
 
 
 def usage(raw: Any) -> tuple[dict[str, int], int]:

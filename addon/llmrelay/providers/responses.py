@@ -111,7 +111,8 @@ class ResponsesExchange(Answers):
         pass
 
     def translator(self) -> ResponsesTranslator:
-        self.used = ResponsesTranslator(model=self.client_model, input_tokens=self.input_estimate, tool_names=self.tool_names)
+        self.used = ResponsesTranslator(model=self.client_model, input_tokens=self.input_estimate, tool_names=self.tool_names,
+                                        origin=self.provider.origin, summary_as_text=self.provider.codex)
         return self.used
 
     def reader(self) -> ResponsesTranslator:
@@ -141,7 +142,10 @@ class ResponsesExchange(Answers):
                 plan = f" ({error['plan_type']} plan)" if isinstance(error.get("plan_type"), str) else ""
                 message = scrub(upstream_message(body, headers.get("content-type", "")), self.secrets)
                 text = f"{self.route.provider}: {message}{plan}; it resets {when_reset(reset)}"
-                return error_reply(429, text, {"retry-after": str(max(int(reset), 1))})
+                headers = {"retry-after": str(max(int(reset), 1))}
+                if reset > 60:  # the SDKs would retry within a minute whatever retry-after says
+                    headers["x-should-retry"] = "false"
+                return error_reply(429, text, headers)
         if status == 401 and self.provider.codex:
             message = scrub(upstream_message(body, headers.get("content-type", "")), self.secrets)
             return error_reply(401, f"{self.route.provider}: ChatGPT refused the sign-in ({message}); "

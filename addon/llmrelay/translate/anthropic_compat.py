@@ -8,11 +8,17 @@ Rules:
   the values the provider accepts (`drop_betas`: a list, or "all");
 - credentials: the client's are dropped, the provider's go in `x-api-key` or, with
   `auth: bearer`, in `Authorization: Bearer`;
-- with `supports_streaming: false` the provider is asked for JSON and the stream built here.
+- with `supports_streaming: false` the provider is asked for JSON and the stream built here;
+- thinking blocks Anthropic cannot verify (made by this relay from another provider's
+  reasoning: a `SIGNED` signature, or none) are removed, since one of them gets the whole
+  request refused after a conversation moves here; if that empties the thinking of the last
+  assistant turn, the request goes without `thinking` (a tool-use turn must otherwise start
+  with a verified thinking block).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -20,6 +26,7 @@ import orjson
 from ..config import AnthropicProvider, Route
 from ..errors import RelayError
 from ..protocols.anthropic import InvalidRequest, checked_max_tokens
+from ..protocols.openai_responses import SIGNED
 
 
 def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
@@ -36,6 +43,8 @@ def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_heade
     except InvalidRequest as e:
         raise RelayError(str(e)) from None
     data["model"] = route.model
+    if has_foreign_thinking(body):
+        drop_foreign_thinking(data)
     for name in provider.drop_fields:
         data.pop(name, None)
     cap = route.max_output_tokens or provider.max_output_tokens
@@ -64,6 +73,47 @@ def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_heade
             headers["x-api-key"] = provider.key
     headers.update(provider.headers)
     return orjson.dumps(data), headers
+
+
+_UNSIGNED = re.compile(rb'"signature"\s*:\s*""')
+
+
+def has_foreign_thinking(body: bytes) -> bool:
+    """A cheap look at the bytes before any parsing: Claude Code's requests mostly have none."""
+    return SIGNED.encode() in body or _UNSIGNED.search(body) is not None
+
+
+def drop_foreign_thinking(data: dict[str, Any]) -> None:
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        return
+    last = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"), default=-1)
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        kept = [b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking" and _foreign(b.get("signature")))]
+        if len(kept) == len(content):
+            continue
+        message["content"] = kept or [{"type": "text", "text": "(thinking)"}]
+        if i == last:
+            data.pop("thinking", None)
+
+
+def _foreign(signature: Any) -> bool:
+    return not signature or (isinstance(signature, str) and signature.startswith(SIGNED))
+
+
+def without_foreign_thinking(body: bytes) -> bytes:
+    """The request with `drop_foreign_thinking` applied (passthrough: bytes in, bytes out)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(data, dict):
+        return body
+    drop_foreign_thinking(data)
+    return orjson.dumps(data)
 
 
 def _betas(value: str, drop: list[str] | str) -> str:

@@ -14,10 +14,11 @@ Rules, source → target:
   `function_call` (`call_id` = the tool use id, `arguments` the input as JSON);
 - `tool_result` → `function_call_output` right after its call (images → the next user
   message, as for Chat);
-- a `thinking` block this relay made from a reasoning item (signature `SIGNED…`) → that
-  `reasoning` item again, summary and `encrypted_content`, so the model keeps its reasoning
-  across tool calls with `store: false`; any other thinking → dropped (only Anthropic can
-  read its signatures);
+- a `thinking` block this relay made from a reasoning item of this provider (signature
+  `SIGNED<origin>.…`) → that `reasoning` item again, summary and `encrypted_content`, so the
+  model keeps its reasoning across tool calls with `store: false`; any other thinking →
+  dropped (only Anthropic reads its signatures, and only the provider and account that
+  made encrypted reasoning can decrypt it);
 - `tools` → flat `function` tools (`strict: false`: clients' schemas are not all strict-mode
   schemas), names over 64 characters shortened and mapped back; server tools → a clear 400;
 - `tool_choice` auto/any/tool/none → auto/required/function/none;
@@ -26,8 +27,11 @@ Rules, source → target:
   API's minimum of 16; left out for Codex, which refuses it;
 - `thinking` (a budget, or adaptive with `output_config.effort`) → `reasoning.effort`, with
   `summary` (default "auto") and `include: ["reasoning.encrypted_content"]`; the route's or
-  provider's `reasoning_effort` when the client asks for none; `verbosity` → `text.verbosity`;
-- `temperature`, `top_p` kept for the public API, dropped for Codex (refused there);
+  provider's `reasoning_effort` when the client asks for none, and `reasoning_effort: none`
+  sends no reasoning field at all (models that do not reason refuse them);
+  `verbosity` → `text.verbosity`;
+- `temperature`, `top_p` kept for the public API unless reasoning is asked for (reasoning
+  models refuse them), dropped for Codex (refused there);
 - `metadata.user_id` → `safety_identifier` (hashed) on the public API; its Claude Code
   session id → `prompt_cache_key` (and Codex's `session_id` header), so one conversation
   keeps hitting the same prompt cache;
@@ -61,7 +65,7 @@ def to_responses(req: a.Request, route: Route, provider: ResponsesProvider, *, s
     """The request body, the tool names to map back, and the client's session id (if any)."""
     codex = provider.codex
     names = ToolNames()
-    instructions, items = _items(_messages(req, names, provider))
+    instructions, items = _items(_messages(req, names, provider), provider.origin)
     body: dict[str, Any] = {"model": route.model}
     if instructions.strip() or codex:
         body["instructions"] = instructions if instructions.strip() else DEFAULT_INSTRUCTIONS
@@ -94,14 +98,19 @@ def to_responses(req: a.Request, route: Route, provider: ResponsesProvider, *, s
             if choice.disable_parallel_tool_use:
                 body["parallel_tool_calls"] = False
 
-    effort = _effort(req) or route.reasoning_effort or provider.reasoning_effort
+    configured = route.reasoning_effort or provider.reasoning_effort
+    # `none` configured: a model that does not reason (gpt-4.1, many local models) refuses
+    # every reasoning field, so none is sent, whatever the client asks.
+    effort = None if configured == "none" else _effort(req) or configured
     if effort:
         reasoning: dict[str, Any] = {"effort": effort}
         summary = route.reasoning_summary or provider.reasoning_summary
-        if summary != "none" and effort != "none":
+        if summary != "none":
             reasoning["summary"] = summary
         body["reasoning"] = reasoning
-    if effort != "none" and (effort or codex):
+        body.pop("temperature", None)  # reasoning models refuse sampling settings
+        body.pop("top_p", None)
+    if effort or (codex and configured != "none"):
         body["include"] = ["reasoning.encrypted_content"]
     verbosity = route.verbosity or provider.verbosity
     if verbosity:
@@ -136,7 +145,7 @@ def session_of(user_id: str | None) -> str | None:
     return found.group(1) if found else None
 
 
-def _items(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def _items(messages: list[dict[str, Any]], origin: str) -> tuple[str, list[dict[str, Any]]]:
     """Chat messages (as `chat_request` orders them) → instructions and Responses items."""
     instructions = ""
     items: list[dict[str, Any]] = []
@@ -150,8 +159,11 @@ def _items(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
             items.append({"type": "function_call_output", "call_id": message["tool_call_id"], "output": message["content"]})
         else:
             for block in message.get("signed_reasoning", ()):
+                secret = encrypted(block.signature, origin)
+                if secret is None:
+                    continue  # another provider's (or account's): this one cannot read it
                 summary = [{"type": "summary_text", "text": block.thinking}] if block.thinking else []
-                items.append({"type": "reasoning", "summary": summary, "encrypted_content": encrypted(block.signature)})
+                items.append({"type": "reasoning", "summary": summary, "encrypted_content": secret})
             if message.get("content"):
                 items.append({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": message["content"]}]})
             for call in message.get("tool_calls", ()):

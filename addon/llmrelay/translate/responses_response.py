@@ -19,8 +19,8 @@ Rules, source → target:
   its deltas did not carry (the Codex backend may send whole items only), and
   `response.completed`'s `output` stands in for items never streamed (the Codex backend's
   is `[]`, so done items are what counts);
-- when the answer has no text and no tool call but a reasoning summary (Codex sometimes
-  leaves the message empty), the summary is also given as the text;
+- when a Codex answer completes with no text and no tool call but a reasoning summary (the
+  backend sometimes leaves the message empty), the summary is also given as the text;
 - `response.completed` → `end_turn`, or `tool_use` after a function call;
   `response.incomplete` → `max_tokens` (`max_output_tokens`) or `refusal` (`content_filter`);
   `response.failed` and `error` events → an Anthropic `error` event by `ERROR_STATUS` (rate
@@ -49,7 +49,7 @@ INCOMPLETE = {"max_output_tokens": "max_tokens", "content_filter": "refusal"}
 
 
 class _Item:
-    __slots__ = ("kind", "block", "sent", "summary_parts", "raw", "closed", "call_id", "name")
+    __slots__ = ("kind", "block", "sent", "summary_parts", "raw", "closed", "call_id", "name", "later")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind  # message | reasoning | function_call | another type (ignored)
@@ -60,11 +60,15 @@ class _Item:
         self.closed = False
         self.call_id = ""
         self.name = ""
+        self.later: list[tuple[Any, tuple[Any, ...]]] = []  # what it did while another item was being written
 
 
 class ResponsesTranslator:
-    def __init__(self, *, model: str, input_tokens: int = 0, tool_names: dict[str, str] | None = None) -> None:
+    def __init__(self, *, model: str, input_tokens: int = 0, tool_names: dict[str, str] | None = None,
+                 origin: str = "", summary_as_text: bool = False) -> None:
         self.model = model
+        self.origin = origin  # the provider's mark in the signatures it gets back
+        self.summary_as_text = summary_as_text
         self.message_id = a.new_id("msg_")
         self._input_estimate = input_tokens
         self._tool_names = tool_names or {}
@@ -73,6 +77,7 @@ class ResponsesTranslator:
         self._started = False
         self._items: dict[int, _Item] = {}
         self._open: _Item | None = None
+        self._waiting: list[_Item] = []  # items that began while another was open, in order
         self._index = -1
         self._texts = 0  # text blocks with something in them
         self._calls = 0
@@ -107,7 +112,10 @@ class ResponsesTranslator:
         except orjson.JSONDecodeError:
             self._fail(502, "the provider's answer is not JSON")
             return self._take()
-        if not isinstance(response, dict) or response.get("object") not in ("response", None):
+        if isinstance(response, dict) and isinstance(response.get("error"), dict) and not response.get("output"):
+            self._error(response["error"])
+            return self._take()
+        if not isinstance(response, dict) or response.get("object") not in ("response", None) or not isinstance(response.get("output"), list):
             self._fail(502, "the provider's answer is not a response object")
             return self._take()
         self._guarded(self._on_done, _end_of(response), response.get("status") or "completed", response.get("output"))
@@ -130,6 +138,8 @@ class ResponsesTranslator:
     def _guarded(self, handler, *args: Any) -> None:
         try:
             handler(*args)
+        except _Stop as e:
+            self._fail(e.status, str(e))
         except _Refused as e:
             self._fail(502, str(e))
 
@@ -169,43 +179,56 @@ class ResponsesTranslator:
 
     def _on_item_added(self, data: dict[str, Any]) -> None:
         item = data.get("item") or {}
-        entry = self._item(data)
+        entry = self._item(data, new=True)
         entry.kind = item.get("type") or entry.kind
         if entry.kind == "function_call":
             entry.call_id, entry.name = item.get("call_id") or "", item.get("name") or ""
-            self._open_call(entry)
+            self._act(entry, self._open_call, entry)
 
     def _on_text(self, data: dict[str, Any]) -> None:
-        self._send(self._item(data, "message"), data.get("delta") or "")
+        entry = self._item(data, "message")
+        self._act(entry, self._send, entry, data.get("delta") or "")
 
     def _on_summary_part(self, data: dict[str, Any]) -> None:
         entry = self._item(data, "reasoning")
-        if entry.summary_parts and entry.sent:
-            self._send(entry, "\n\n")
-        entry.summary_parts += 1
+        self._act(entry, self._summary_part, entry)
 
     def _on_summary(self, data: dict[str, Any]) -> None:
         entry = self._item(data, "reasoning")
-        if not entry.raw:
-            self._send(entry, data.get("delta") or "")
+        self._act(entry, self._thinking, entry, data.get("delta") or "", False)
 
     def _on_reasoning_text(self, data: dict[str, Any]) -> None:
         entry = self._item(data, "reasoning")
-        if entry.summary_parts and not entry.raw:
-            return  # the summary is what the client sees
-        entry.raw = True
-        self._send(entry, data.get("delta") or "")
+        self._act(entry, self._thinking, entry, data.get("delta") or "", True)
 
     def _on_arguments(self, data: dict[str, Any]) -> None:
         entry = self._item(data, "function_call")
-        if entry.block is None:
-            self._open_call(entry)
-        self._send(entry, data.get("delta") or "")
+        self._act(entry, self._arguments, entry, data.get("delta") or "")
 
     def _on_item_done(self, data: dict[str, Any]) -> None:
         item = data.get("item")
         if isinstance(item, dict):
-            self._complete(self._item(data, item.get("type") or ""), item)
+            entry = self._item(data, item.get("type") or "")
+            self._act(entry, self._complete, entry, item)
+
+    def _summary_part(self, entry: _Item) -> None:
+        if entry.summary_parts and entry.sent:
+            self._send(entry, "\n\n")
+        entry.summary_parts += 1
+
+    def _thinking(self, entry: _Item, text: str, raw: bool) -> None:
+        if raw:
+            if entry.summary_parts and not entry.raw:
+                return  # the summary is what the client sees
+            entry.raw = True
+        elif entry.raw:
+            return
+        self._send(entry, text)
+
+    def _arguments(self, entry: _Item, text: str) -> None:
+        if entry.block is None:
+            self._open_call(entry)
+        self._send(entry, text)
 
     def _on_completed(self, data: dict[str, Any]) -> None:
         """(A final event whose type was not in its first bytes, read whole.)"""
@@ -224,10 +247,29 @@ class ResponsesTranslator:
 
     # --- items and blocks -------------------------------------------------------------
 
-    def _item(self, data: dict[str, Any], kind: str = "") -> _Item:
+    def _act(self, entry: _Item, action: Any, *args: Any) -> None:
+        """Do what an event says to an item, or keep it for later: blocks go to the client
+        one at a time, so an item that begins while another is being written (items done out
+        of order, parallel calls whose deltas interleave) waits for that one to be done."""
+        if entry in self._waiting or (self._open is not None and self._open is not entry):
+            entry.later.append((action, args))
+            if entry not in self._waiting:
+                self._waiting.append(entry)
+            return
+        action(*args)
+        self._drain()
+
+    def _drain(self) -> None:
+        while self._open is None and self._waiting:
+            entry = self._waiting.pop(0)
+            later, entry.later = entry.later, []
+            for action, args in later:
+                action(*args)
+
+    def _item(self, data: dict[str, Any], kind: str = "", new: bool = False) -> _Item:
         index = data.get("output_index")
-        if not isinstance(index, int):
-            index = max(self._items, default=0)
+        if not isinstance(index, int):  # (not sent by some servers: the last item, or a new one)
+            index = max(self._items, default=-1) + 1 if new else max(self._items, default=0)
         entry = self._items.get(index)
         if entry is None:
             entry = self._items[index] = _Item(kind)
@@ -295,7 +337,7 @@ class ResponsesTranslator:
             if isinstance(secret, str) and secret:
                 if entry.block is None:
                     self._open_block(entry, {"type": "thinking", "thinking": "", "signature": ""})
-                self._events.append(a.block_delta(entry.block, {"type": "signature_delta", "signature": r.signature(secret)}))
+                self._events.append(a.block_delta(entry.block, {"type": "signature_delta", "signature": r.signature(secret, self.origin)}))
         elif kind == "function_call":
             if entry.block is None:
                 entry.call_id, entry.name = item.get("call_id") or entry.call_id, item.get("name") or entry.name
@@ -324,22 +366,33 @@ class ResponsesTranslator:
         self._start()
         if status == "failed":
             return self._error(response.error or {"message": "the response failed"})
+        reason = (response.incomplete_details or {}).get("reason") if isinstance(response.incomplete_details, dict) else None
+        if status == "incomplete" and reason != "content_filter":
+            for entry in self._items.values():
+                if entry.kind == "function_call" and not entry.closed and not _whole_json("".join(entry.sent)):
+                    # Asking again would hit the same limit: not a retryable error.
+                    raise _Stop(400, f"the answer reached max_output_tokens inside the arguments of tool call {entry.name!r}; "
+                                     "ask for more output tokens")
         if not any(entry.closed for entry in self._items.values()) and isinstance(output, list):
             # Nothing completed item by item: the response's own output is the answer.
             # (Its position is the output_index the deltas, if any, named.)
             for position, item in enumerate(output):
                 if isinstance(item, dict):
-                    self._complete(self._items.setdefault(position, _Item(item.get("type") or "")), item)
+                    entry = self._items.setdefault(position, _Item(item.get("type") or ""))
+                    self._act(entry, self._complete, entry, item)
+        while self._open is not None or self._waiting:  # items never done: closed as they stand
+            if self._open is not None:
+                self._close(self._open)
+            self._drain()
         for entry in list(self._items.values()):
             self._close(entry)
-        if not self._texts and not self._calls and self._summary:
+        if self.summary_as_text and status == "completed" and not self._texts and not self._calls and self._summary:
             entry = self._items[-1] = _Item("message")
             self._send(entry, "\n\n".join(self._summary))
             self._close(entry)
         if response.usage:
             self.usage, self.reasoning_tokens = r.usage(response.usage)
         if status == "incomplete":
-            reason = (response.incomplete_details or {}).get("reason") if isinstance(response.incomplete_details, dict) else None
             stop = INCOMPLETE.get(reason, "max_tokens")
         else:
             stop = "tool_use" if self._calls else "end_turn"
@@ -389,6 +442,14 @@ class _Refused(Exception):
     """The provider said something the Anthropic protocol cannot carry faithfully."""
 
 
+class _Stop(Exception):
+    """The answer cannot be given, for a reason with its own status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 _HANDLERS = {
     "response.created": ResponsesTranslator._on_created,
     "response.in_progress": ResponsesTranslator._on_created,
@@ -431,6 +492,14 @@ def _message_text(item: dict[str, Any]) -> str:
     if isinstance(content, dict):
         content = [content]
     return "".join(_text_of(part) for part in content or ())
+
+
+def _whole_json(arguments: str) -> bool:
+    try:
+        orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _check_arguments(arguments: str, name: str) -> None:
