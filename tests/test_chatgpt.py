@@ -64,11 +64,17 @@ providers:
     type: openai-responses
     base_url: {responses.base_url}
     api_key: {PROVIDER_KEY}
+  openai-r-json:
+    type: openai-responses
+    base_url: {responses.base_url}
+    api_key: {PROVIDER_KEY}
+    supports_streaming: false
 models:
   default: {{provider: chatgpt, model: gpt-5.4}}
   routes:
     claude-work: {{provider: work, model: gpt-5.4}}
     claude-responses: {{provider: openai-r, model: gpt-5.5}}
+    claude-responses-json: {{provider: openai-r-json, model: gpt-5.5}}
 """
     )
     with Relay(config, workdir, "-w", str(workdir / "flows")) as process:
@@ -237,6 +243,13 @@ def test_the_responses_api_with_a_key(client, responses, stream) -> None:
     body = responses.requests[-1].body
     assert body["max_output_tokens"] == 16 and body["stream"] is stream  # the API's floor is 16
     assert body["instructions"] == "Be brief." and body["store"] is False
+
+
+def test_a_provider_asked_for_json_still_streams_to_a_streaming_client(client, responses) -> None:
+    responses.set_script([{"text": "Composed whole.", "delay_ms": 300}])
+    with client.messages.stream(model="claude-responses-json", max_tokens=100, messages=HELLO) as answer:
+        message = answer.get_final_message()
+    assert message.content[-1].text == "Composed whole." and responses.requests[-1].body["stream"] is False
 
 
 def test_no_token_or_key_is_kept_anywhere(client, codex, signed_in, relay) -> None:

@@ -107,18 +107,18 @@ class ResponsesTranslator:
 
     def whole(self, body: bytes) -> list[dict[str, Any]]:
         """A complete JSON response object → the full event sequence."""
-        try:
-            response = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            self._fail(502, "the provider's answer is not JSON")
+        try:  # (read for what the answer needs: the echoed instructions and tools are skipped)
+            response = _WHOLE.decode(body)
+        except msgspec.DecodeError:
+            self._fail(502, "the provider's answer is not a JSON response object")
             return self._take()
-        if isinstance(response, dict) and isinstance(response.get("error"), dict) and not response.get("output"):
-            self._error(response["error"])
+        if isinstance(response.error, dict) and response.output is None:
+            self._error(response.error)
             return self._take()
-        if not isinstance(response, dict) or response.get("object") not in ("response", None) or not isinstance(response.get("output"), list):
+        if response.object not in ("response", None) or not isinstance(response.output, list):
             self._fail(502, "the provider's answer is not a response object")
             return self._take()
-        self._guarded(self._on_done, _end_of(response), response.get("status") or "completed", response.get("output"))
+        self._guarded(self._on_done, response, response.status or "completed", response.output)
         return self.finish()
 
     def fail(self, status: int, message: str) -> list[dict[str, Any]]:
@@ -417,11 +417,19 @@ class _End(msgspec.Struct):
     output: msgspec.Raw = msgspec.Raw(b"null")
 
 
+class _Whole(_End):
+    """A JSON response object, read the same way."""
+
+    object: Any = None
+    output: Any = None  # type: ignore[assignment]
+
+
 class _Final(msgspec.Struct):
     response: _End | None = None
 
 
 _END = msgspec.json.Decoder(_Final)
+_WHOLE = msgspec.json.Decoder(_Whole)
 
 
 def _end_of(response: dict[str, Any]) -> _End:
