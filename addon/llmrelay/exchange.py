@@ -167,6 +167,8 @@ class FrontExchange:
         self.inner = inner
         self.front = front
         self.first_byte: float | None = None
+        # Reasoning tokens are known to the provider's translator, at the end.
+        front.reasoning_tokens = lambda: getattr(inner, "reasoning_tokens", 0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

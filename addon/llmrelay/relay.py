@@ -38,6 +38,8 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
     path = path.split("?", 1)[0].rstrip("/")
     refused = gate.check(config.relay, method, path or "/", headers, len(body))
     if refused is not None:
+        if path in CHAT_PATHS:  # an OpenAI client reads OpenAI's errors
+            return Reply(*openai_chat.ChatFront("", False).reply(refused[0], refused[1], {}))
         return Reply(refused[0], refused[1])
     try:
         if path in ("/v1/messages", "/v1/messages/count_tokens"):
@@ -116,7 +118,6 @@ def _chat(config: Config, body: bytes, headers: dict[str, str]) -> Reply | Forwa
         forward = KINDS[provider.type].forward(Ask(config, route, provider, "/v1/messages", hub_body, {}, request, request))
     except RelayError as e:
         return _chat_error(e.status, scrub(str(e), config.secrets))
-    front._reasoning = lambda: getattr(forward.exchange, "reasoning_tokens", 0)
     forward.exchange = FrontExchange(forward.exchange, front)
     return forward
 

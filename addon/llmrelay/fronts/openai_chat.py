@@ -263,7 +263,7 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 class ChatFront:
     """Hub events → Chat chunks for one answer (`encode`), or one completion (`message`)."""
 
-    def __init__(self, model: str, include_usage: bool, reasoning_tokens: Any = None) -> None:
+    def __init__(self, model: str, include_usage: bool) -> None:
         self.model = model
         self.include_usage = include_usage
         self.id = "chatcmpl-" + os.urandom(12).hex()
@@ -271,7 +271,7 @@ class ChatFront:
         self._calls: dict[int, int] = {}  # hub block index → tool call index
         self._usage: dict[str, int] = {}
         self._finish: str | None = None
-        self._reasoning = reasoning_tokens  # () -> int: the provider's count, known at the end
+        self.reasoning_tokens: Any = None  # () -> int: the provider's count, known at the end
         self.ended = False
 
     # The front's side of `Answer`.
@@ -349,7 +349,7 @@ class ChatFront:
         cached = usage.get("cache_read_input_tokens") or 0
         prompt = (usage.get("input_tokens") or 0) + cached + (usage.get("cache_creation_input_tokens") or 0)
         completion = usage.get("output_tokens") or 0
-        reasoning = self._reasoning() if callable(self._reasoning) else 0
+        reasoning = self.reasoning_tokens() if callable(self.reasoning_tokens) else 0
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
                 "prompt_tokens_details": {"cached_tokens": cached},
                 "completion_tokens_details": {"reasoning_tokens": reasoning}}
