@@ -144,6 +144,7 @@ class Ask:
     headers: dict[str, str]  # the client's headers, names in lower case
     envelope: a.Envelope | a.Request  # model and stream flag at least
     request: a.Request | None  # parsed whole, for the kinds that need it
+    data: dict[str, Any] | None = None  # the body as JSON data, when a front already has it
 
 
 def parse(parser: Any, body: bytes) -> Any:

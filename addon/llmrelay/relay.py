@@ -113,9 +113,11 @@ def _chat(config: Config, body: bytes, headers: dict[str, str]) -> Reply | Forwa
     if provider.type == "anthropic":
         _for_anthropic(hub)
     hub_body = orjson.dumps(hub)
+    kind = KINDS[provider.type]
     try:
-        request = parse(a.parse_request, hub_body)
-        forward = KINDS[provider.type].forward(Ask(config, route, provider, "/v1/messages", hub_body, {}, request, request))
+        request = parse(a.parse_request, hub_body) if kind.needs_request else None
+        envelope = request or parse(a.parse_envelope, hub_body)
+        forward = kind.forward(Ask(config, route, provider, "/v1/messages", hub_body, {}, envelope, request, hub))
     except RelayError as e:
         return _chat_error(e.status, scrub(str(e), config.secrets))
     forward.exchange = FrontExchange(forward.exchange, front)

@@ -29,10 +29,11 @@ from ..protocols.anthropic import InvalidRequest, checked_max_tokens
 from ..protocols.openai_responses import SIGNED
 
 
-def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-    """The request for the provider: body and headers."""
+def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_headers: dict[str, str],
+            data: dict[str, Any] | None = None) -> tuple[bytes, dict[str, str]]:
+    """The request for the provider: body and headers (`data`: the body already parsed)."""
     try:
-        data = orjson.loads(body)
+        data = orjson.loads(body) if data is None else data
     except orjson.JSONDecodeError as e:
         raise RelayError(f"invalid JSON: {e}") from None
     if not isinstance(data, dict):
