@@ -105,3 +105,29 @@ def test_anthropic_providers_and_passthrough() -> None:
     assert c.route("claude-haiku-4-5").model == "kimi-k2"
     assert c.route("claude-opus-4-1") is None  # passes through
     assert c.providers["kimi"].target == ("https", "api.moonshot.ai", 443, "/anthropic")
+
+
+ROUTED = {
+    "providers": {"a": {"type": "openai", "base_url": "https://a.test/v1"}, "deepseek": {"type": "openai", "base_url": "https://d.test/v1"}},
+    "models": {"default": {"provider": "a", "model": "fallback"},
+               "routes": {"opus": {"provider": "a", "model": "big"}, "sonnet": {"provider": "deepseek", "model": "deepseek-chat"},
+                          "haiku": {"provider": "a", "model": "small"}, "claude-sonnet-4-5": {"provider": "a", "model": "exact"}}},
+}
+
+
+@pytest.mark.parametrize("name, model", [
+    ("claude-opus-4-8[1m]", "big"), ("claude-opus-5-5", "big"), ("claude-sonnet-5", "deepseek-chat"),
+    ("claude-3-5-haiku-20241022", "small"), ("claude-sonnet-4-5-20250929", "exact"), ("claude-sonnet-4-5", "exact"),
+    ("gpt-4o", "fallback"), ("claude-instant", "fallback"),
+])
+def test_family_routes_take_claude_code_s_moving_model_names(name: str, model: str) -> None:
+    assert parse_config(ROUTED).route(name).model == model
+
+
+@pytest.mark.parametrize("name, provider, model", [
+    ("deepseek/deepseek-reasoner", "deepseek", "deepseek-reasoner"), ("deepseek,deepseek-chat", "deepseek", "deepseek-chat"),
+    ("deepseek-chat", "deepseek", "deepseek-chat"), ("nobody/x", "a", "fallback"), ("deepseek-coder", "a", "fallback"),
+])
+def test_a_free_model_name_reaches_the_provider_it_names(name: str, provider: str, model: str) -> None:
+    route = parse_config(ROUTED).route(name)
+    assert (route.provider, route.model) == (provider, model)

@@ -280,8 +280,21 @@ class Config(_Strict):
         return self
 
     def route(self, model: str) -> Route | None:
-        """Exact name, else the longest route key that prefixes the name, else `default`;
-        None means pass through."""
+        """None means pass through.
+
+        Rules, tried in order:
+        - `models.force`: always `default`;
+        - the exact name;
+        - the longest route key that begins the name (`claude-haiku-4-5` takes
+          `claude-haiku-4-5-20251001`);
+        - a family key, `opus`, `sonnet` or `haiku`, for any Claude model of that family
+          (`claude-opus-4-8[1m]`, `claude-sonnet-5`, `claude-3-5-haiku-20241022`): Claude
+          Code's model names change with every release, families do not;
+        - a provider's own model name that a route sends to (`--model deepseek-chat` when a
+          route goes to `deepseek-chat`): that route;
+        - `provider/model` or `provider,model` naming a configured provider: that model there;
+        - `default`.
+        """
         models = self.models
         default = models.default if isinstance(models.default, Route) else None
         if models.force:
@@ -289,7 +302,24 @@ class Config(_Strict):
         if model in models.routes:
             return models.routes[model]
         best = max((key for key in models.routes if model.startswith(key)), key=len, default=None)
-        return models.routes[best] if best is not None else default
+        if best is not None:
+            return models.routes[best]
+        family = _family(model)
+        if family and family in models.routes:
+            return models.routes[family]
+        named = self._named(model)
+        return named if named is not None else default
+
+    def _named(self, model: str) -> Route | None:
+        routes = [*self.models.routes.values(), *([self.models.default] if isinstance(self.models.default, Route) else [])]
+        found = next((route for route in routes if route.model == model), None)
+        if found is not None:
+            return found
+        for sep in ("/", ","):
+            provider, found_sep, rest = model.partition(sep)
+            if found_sep and rest and provider in self.providers:
+                return Route(provider=provider, model=rest)
+        return None
 
     @cached_property
     def secrets(self) -> tuple[str, ...]:
@@ -298,6 +328,16 @@ class Config(_Strict):
         header_values = [v for p in self.providers.values() for v in p.headers.values() if len(v) >= 16]
         header_values += [v for p in self.providers.values() for v in getattr(p, "env", {}).values() if len(v) >= 16]
         return tuple(dict.fromkeys([*provider_keys, *header_values, *self.relay.inbound_keys]))
+
+
+FAMILIES = ("opus", "sonnet", "haiku")
+
+
+def _family(model: str) -> str | None:
+    """The Claude family a model name belongs to, if any."""
+    if "claude" not in model:
+        return None
+    return next((family for family in FAMILIES if family in model), None)
 
 
 _ACCOUNT = re.compile(r"[A-Za-z0-9_.-]+")
