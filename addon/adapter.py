@@ -96,6 +96,8 @@ class Adapter:
         self.loopback_started: asyncio.Task | None = None
         self.started = False
         self._trim: asyncio.TimerHandle | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self.config_stamp: tuple[int, int] | None = None
 
     def load(self, loader) -> None:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
@@ -120,6 +122,7 @@ class Adapter:
                     "it could spend your provider keys. Listen on 127.0.0.1 (--listen-host 127.0.0.1) or set relay.keys."
                 )
             self.config = config
+            self.config_stamp = _stamp(ctx.options.adapter_config)
             routes = len(config.models.routes)
             log.info(f"llmrelay: {len(config.providers)} provider(s), {routes} route(s) from {ctx.options.adapter_config}")
         elif updated & {"listen_host", "mode"} and self.config is not None:
@@ -161,8 +164,33 @@ class Adapter:
         # sends on, it sends itself, with the provider's own Host.
         ctx.options.update(keep_host_header=True)
         self.loopback_started = asyncio.get_running_loop().create_task(self.loopback.start())
+        self._watch = asyncio.get_running_loop().call_later(RELOAD_EVERY, self._reload)
+
+    def _reload(self) -> None:
+        """The configuration file, read again when it changes: new requests take the new one,
+        requests in flight finish on the one they started with (they hold their own route and
+        provider). An edit that does not load is reported and the last good one kept."""
+        path = ctx.options.adapter_config
+        stamp = _stamp(path)
+        if stamp is not None and stamp != self.config_stamp:
+            self.config_stamp = stamp
+            try:
+                config = load_config(path)
+            except ConfigError as e:
+                log.warning(f"llmrelay: {path} changed, but the change cannot be used; the last good configuration stays:\n{e}")
+            else:
+                exposed = sorted(_listening_beyond_loopback())
+                if exposed and not config.relay.inbound_keys:
+                    log.warning(f"llmrelay: {path} changed, but it has no inbound keys while the relay listens on "
+                                f"{', '.join(exposed)}; the last good configuration stays")
+                else:
+                    self.config = config
+                    log.info(f"llmrelay: reloaded {path}: {len(config.providers)} provider(s), {len(config.models.routes)} route(s)")
+        self._watch = asyncio.get_running_loop().call_later(RELOAD_EVERY, self._reload)
 
     def done(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         # Flows still in flight are saved by Save as they stand: put them back first.
         for flight in list(self.in_flight.values()):
             _restore(flight)
@@ -319,6 +347,7 @@ class Adapter:
             return
         entry = usage.record(exchange, status, error_type, replayed=replayed)
         flow.comment = usage.summary(entry)  # the one-line summary mitmweb shows
+        log.info(f"llmrelay: {flow.comment}")  # and the terminal
         if self.usage_log is not None:
             try:
                 self.usage_log.write(entry)
@@ -409,6 +438,15 @@ def _listening_beyond_loopback() -> set[str]:
 
 
 BIG_ANSWER = 4 << 20  # bytes
+RELOAD_EVERY = 1.0  # seconds between looks at the configuration file
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 ISSUER_TIMEOUTS = Timeouts(connect=10, first_byte=30, idle=30)
 
 

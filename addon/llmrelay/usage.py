@@ -80,13 +80,15 @@ def limits_summary(limits: dict[str, str]) -> str:
 
 
 def summary(entry: dict[str, Any]) -> str:
-    """`claude-x → provider:model · 120 in / 30 out · ttft 210 ms · 200`"""
+    """`claude-x → provider:model · 120 in / 30 out · ttft 210 ms · 1.4 s · 200`"""
     tokens = f"{entry['input_tokens'] + entry['cache_read_input_tokens']} in / {entry['output_tokens']} out"
     status = f"{entry['status']} {entry['error_type']}" if entry["error_type"] else str(entry["status"])
     route = f"{entry['client_model']} → {entry['provider']}:{entry['model']}"
     replayed = " · replayed" if entry.get("replayed") else ""
     limits = f" · {limits_summary(entry['limits'])}" if entry.get("limits") else ""
-    return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {status}{limits}{replayed}"
+    total = entry["total_ms"]
+    took = f"{total / 1000:.1f} s" if total >= 1000 else f"{total:.0f} ms"
+    return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {took} · {status}{limits}{replayed}"
 
 
 class UsageLog:
