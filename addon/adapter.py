@@ -43,11 +43,11 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 
 import both_sides
 from both_sides import SIDE, BothSides
-from llmrelay import gate, oauth, relay, usage
+from llmrelay import diagnose, gate, oauth, relay, usage
 from llmrelay.answer import Answer
 from llmrelay.translate import anthropic_compat
 from llmrelay.config import Config, ConfigError, Timeouts, load_config
-from llmrelay.errors import scrub_bytes
+from llmrelay.errors import scrub, scrub_bytes
 from llmrelay.loopback import Loopback
 from llmrelay.upstream import Call, Upstream
 
@@ -97,6 +97,7 @@ class Adapter:
         self.started = False
         self._trim: asyncio.TimerHandle | None = None
         self._watch: asyncio.TimerHandle | None = None
+        self._report: asyncio.Task | None = None
         self.config_stamp: tuple[int, int] | None = None
 
     def load(self, loader) -> None:
@@ -164,7 +165,33 @@ class Adapter:
         # sends on, it sends itself, with the provider's own Host.
         ctx.options.update(keep_host_header=True)
         self.loopback_started = asyncio.get_running_loop().create_task(self.loopback.start())
+        self._report = asyncio.get_running_loop().create_task(self._diagnose())
         self._watch = asyncio.get_running_loop().call_later(RELOAD_EVERY, self._reload)
+
+    async def _diagnose(self) -> None:
+        """The start-up report (`llmrelay.diagnose`), in the terminal, once the relay listens."""
+        config = self.config
+        if config is None:
+            return
+        host = ctx.options.listen_host or "127.0.0.1"
+        url = f"http://{'127.0.0.1' if _is_loopback(host) else host}:{ctx.options.listen_port or 8080}"
+        try:
+            lines = diagnose.static(config, url)
+            lines += await diagnose.probe(config, self._get)
+        except Exception:  # a report must never stop the relay
+            log.exception("llmrelay: the start-up report failed")
+            return
+        for line in lines:
+            log.info(f"llmrelay: {scrub(line, config.secrets)}")
+
+    async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        call = Call("GET", url, list(headers.items()), b"", ISSUER_TIMEOUTS, "start-up check")
+        response = await self.upstream.open(call)
+        async with response:
+            chunks = []
+            while chunk := await response.readany():
+                chunks.append(chunk)
+        return response.status, b"".join(chunks)
 
     def _reload(self) -> None:
         """The configuration file, read again when it changes: new requests take the new one,
@@ -191,6 +218,8 @@ class Adapter:
     def done(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        if self._report is not None:
+            self._report.cancel()
         # Flows still in flight are saved by Save as they stand: put them back first.
         for flight in list(self.in_flight.values()):
             _restore(flight)

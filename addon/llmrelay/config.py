@@ -15,7 +15,9 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from . import presets
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -55,7 +57,8 @@ class _Provider(_Strict):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return corrected_url(value)[0]
+
 
     @property
     def key(self) -> str | None:
@@ -71,6 +74,23 @@ class _Provider(_Strict):
         parts = urlsplit(self.base_url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return parts.scheme, parts.hostname or "", port, parts.path
+
+
+# An endpoint path written into a base_url (the relay appends its own) → what to cut.
+_ENDPOINTS = ("/chat/completions", "/responses", "/v1/messages", "/messages", "/completions")
+
+
+def corrected_url(value: str) -> tuple[str, str | None]:
+    """A base_url without a trailing endpoint path or a doubled `/v1`, and what was changed."""
+    url = value.rstrip("/")
+    note = None
+    for end in _ENDPOINTS:
+        if url.endswith(end):
+            url, note = url[: -len(end)], f"{value} ends with the endpoint path {end}, which the relay appends itself"
+            break
+    while "/v1/v1" in url:
+        url, note = url.replace("/v1/v1", "/v1"), f"{value} has /v1 twice"
+    return url, note
 
 
 class AnthropicProvider(_Provider):
@@ -257,6 +277,10 @@ class Relay(_Strict):
 
 class Config(_Strict):
     providers: dict[str, Provider]
+    # For the start-up report: where an unset environment variable gave its fallback (key
+    # path → variable name), and what was corrected in the file.
+    _unset: dict[str, str] = PrivateAttr(default_factory=dict)
+    _notes: list[str] = PrivateAttr(default_factory=list)
     models: Models
     prices: dict[str, Price] = {}  # upstream model name → price
     relay: Relay = Relay()
@@ -346,11 +370,13 @@ PROVIDER_TYPES = ("openai", "anthropic", "openai-responses", "chatgpt", "claude-
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(node: Any, where: str) -> Any:
+def _interpolate(node: Any, where: str, unset: dict[str, str] | None = None) -> Any:
+    """`${VAR}` replaced from the environment; `unset` collects where an unset variable gave
+    its fallback (`${OPENAI_API_KEY:-}`), for the start-up report."""
     if isinstance(node, dict):
-        return {key: _interpolate(value, f"{where}.{key}" if where else str(key)) for key, value in node.items()}
+        return {key: _interpolate(value, f"{where}.{key}" if where else str(key), unset) for key, value in node.items()}
     if isinstance(node, list):
-        return [_interpolate(value, f"{where}.{i}") for i, value in enumerate(node)]
+        return [_interpolate(value, f"{where}.{i}", unset) for i, value in enumerate(node)]
     if not isinstance(node, str) or "${" not in node:
         return node
 
@@ -359,15 +385,30 @@ def _interpolate(node: Any, where: str) -> Any:
         value = os.environ.get(name)
         if value is None and fallback is None:
             raise ConfigError(f"{where}: environment variable {name} is not set")
+        if value is None and unset is not None:
+            unset[where] = name
         return value if value is not None else fallback
 
     return _ENV.sub(value_of, node)
 
 
 def parse_config(data: Any, source: str = "config") -> Config:
+    unset: dict[str, str] = {}
     try:
-        config = Config.model_validate(_interpolate(data, ""))
+        if isinstance(data, dict) and isinstance(data.get("providers"), dict):
+            try:
+                data = {**data, "providers": presets.apply(data["providers"])}
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        data = _interpolate(data, "", unset)
+        notes = []
+        for name, provider in (data.get("providers") or {}).items() if isinstance(data, dict) else ():
+            url = provider.get("base_url") if isinstance(provider, dict) else None
+            if isinstance(url, str) and corrected_url(url)[1]:
+                notes.append(f"providers.{name}.base_url: {corrected_url(url)[1]}; using {corrected_url(url)[0]}")
+        config = Config.model_validate(data)
         config.relay.inbound_keys  # reads the keys file now: a problem there stops start-up
+        config._unset, config._notes = unset, notes
         return config
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None

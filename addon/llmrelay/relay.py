@@ -36,6 +36,8 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
     from any content-encoding."""
     headers = headers or {}
     path = path.split("?", 1)[0].rstrip("/")
+    if path.startswith("/v1/v1/"):  # ANTHROPIC_BASE_URL or an OpenAI base URL written with /v1
+        path = path[3:]
     refused = gate.check(config.relay, method, path or "/", headers, len(body))
     if refused is not None:
         if path in CHAT_PATHS:  # an OpenAI client reads OpenAI's errors
