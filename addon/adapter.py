@@ -43,7 +43,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 
 import both_sides
 from both_sides import SIDE, BothSides
-from llmrelay import diagnose, gate, oauth, relay, usage
+from llmrelay import claude_settings, diagnose, gate, oauth, relay, usage
 from llmrelay.answer import Answer
 from llmrelay.translate import anthropic_compat
 from llmrelay.config import Config, ConfigError, Timeouts, load_config
@@ -98,12 +98,17 @@ class Adapter:
         self._trim: asyncio.TimerHandle | None = None
         self._watch: asyncio.TimerHandle | None = None
         self._report: asyncio.Task | None = None
+        self.claude: claude_settings.Session | None = None
         self.config_stamp: tuple[int, int] | None = None
 
     def load(self, loader) -> None:
         loader.add_option("adapter_config", str, "config.yaml", "Path of the llmrelay configuration file.")
         loader.add_option("adapter_data_dir", str, "~/.llmrelay", "Where llmrelay keeps its usage records.")
         loader.add_option("adapter_usage", bool, True, "Append one usage record per routed request to <data dir>/usage/.")
+        loader.add_option("adapter_claude_settings", bool, False,
+                          "Point Claude Code's settings (~/.claude/settings.json) at this relay while it runs, and restore them after.")
+        loader.add_option("adapter_stream_idle_timeout_ms", int, 300_000,
+                          "CLAUDE_STREAM_IDLE_TIMEOUT_MS written with adapter_claude_settings; 0 leaves Claude Code's own.")
         both_sides.register(self.view)
 
     def configure(self, updated: set[str]) -> None:
@@ -166,7 +171,27 @@ class Adapter:
         ctx.options.update(keep_host_header=True)
         self.loopback_started = asyncio.get_running_loop().create_task(self.loopback.start())
         self._report = asyncio.get_running_loop().create_task(self._diagnose())
+        if ctx.options.adapter_claude_settings and self.config is not None:
+            self._point_claude_code_here()
         self._watch = asyncio.get_running_loop().call_later(RELOAD_EVERY, self._reload)
+
+    def _point_claude_code_here(self) -> None:
+        """Claude Code's settings get this relay's URL and a token (so it asks no question
+        about a key and uses no Anthropic login) until the relay stops; `done` puts back what
+        was there, and a relay that was killed is undone by the next start."""
+        url = claude_settings.relay_url(ctx.options.listen_host, ctx.options.listen_port or 8080)
+        token = min(self.config.relay.inbound_keys, default=None)
+        idle = ctx.options.adapter_stream_idle_timeout_ms or None
+        session = claude_settings.Session(claude_settings.relay_env(url, token, idle))
+        try:
+            session.start(signals=())  # mitmproxy's loop owns SIGINT and SIGTERM: done() restores
+        except claude_settings.SettingsError as e:
+            log.warning(f"llmrelay: Claude Code's settings left alone: {e}")
+            return
+        self.claude = session
+        log.info(f"llmrelay: Claude Code's settings ({session.settings.path}) point at {url} until the relay stops")
+        # A closed terminal (SIGHUP) shuts down like Ctrl-C, so the settings come back.
+        claude_settings.hangup_shuts_down(asyncio.get_running_loop(), ctx.master.shutdown)
 
     async def _diagnose(self) -> None:
         """The start-up report (`llmrelay.diagnose`), in the terminal, once the relay listens."""
@@ -216,6 +241,9 @@ class Adapter:
         self._watch = asyncio.get_running_loop().call_later(RELOAD_EVERY, self._reload)
 
     def done(self) -> None:
+        if self.claude is not None:  # first: whatever fails later, the user's settings come back
+            self.claude.stop()
+            self.claude = None
         if self._watch is not None:
             self._watch.cancel()
         if self._report is not None:
