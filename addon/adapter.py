@@ -43,7 +43,7 @@ from mitmproxy.proxy.mode_specs import ProxyMode
 
 import both_sides
 from both_sides import SIDE, BothSides
-from llmrelay import claude_settings, diagnose, gate, oauth, relay, usage
+from llmrelay import claude_settings, diagnose, gate, oauth, relay, replay, usage
 from llmrelay.answer import Answer
 from llmrelay.translate import anthropic_compat
 from llmrelay.config import Config, ConfigError, Timeouts, load_config
@@ -297,7 +297,14 @@ class Adapter:
             # raw content and the target written straight into the request's data, much
             # cheaper than the setters, which rescan and rewrite the headers on each call.
             secret = {name.encode() for name in outcome.exchange.secret_headers}
-            req.headers = http.Headers(_redacted(_fields(_sized(outcome.headers, outcome.body), host=authority), secret))
+            shown = _sized(outcome.headers, outcome.body)
+            if ctx.options.save_stream_file or ctx.options.server_replay:
+                # Recording or replaying: the flow carries what makes this request the same on
+                # another day (`llmrelay.replay`), for `--replay` to match on.
+                found = replay.key(body) if req.path.startswith("/v1/messages") else None
+                if found:
+                    shown = {**shown, replay.HEADER: found}
+            req.headers = http.Headers(_redacted(_fields(shown, host=authority), secret))
             req.raw_content = outcome.body
             data = req.data
             data.scheme, data.host, data.port, data.path = scheme.encode(), host, port, path.encode()

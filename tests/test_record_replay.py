@@ -96,3 +96,52 @@ def test_recorded_fixtures_of_each_protocol_replay_through_mitmdump(tmp_path) ->
                 expected = read_message(fixture)
                 assert [b.type for b in message.content] == [b["type"] for b in expected["content"]], name
                 assert message.stop_reason == expected["stop_reason"]
+
+
+def test_a_claude_code_session_replays_in_another_folder_with_the_provider_gone(tmp_path) -> None:
+    # Claude Code's requests differ every run (session id, date and folder in the system
+    # prompt): `scripts/proxy --replay` matches them by what stays the same.
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import claude_code
+    from mock_openai import MockOpenAI
+    from relay_process import free_port
+
+    turns = [{"text": "I'll write the file.", "tool_calls": [{"id": "call_w1", "name": "Bash", "arguments": {"command": "echo replayed > proof.txt", "description": "Write proof.txt"}}]},
+             {"text": "Done: the file is written."}]
+    recording = tmp_path / "session.flow"
+    with MockOpenAI(turns, api_key=PROVIDER_KEY, repeat_last=False) as mock:
+        config = write_config(tmp_path, mock)
+        first = tmp_path / "first"
+        first.mkdir()
+        with Relay(config, tmp_path, "-w", str(recording)) as relay:
+            result = claude_code.run("Write the word replayed to proof.txt.", relay.url, cwd=first, extra_env=claude_code.NO_RETRY_ENV, timeout=180)
+        assert result.returncode == 0 and (first / "proof.txt").read_text().strip() == "replayed", result.stdout + result.stderr
+        recorded = len(mock.requests)
+    # The provider is gone now: only the recording can answer.
+    again = tmp_path / "second"
+    again.mkdir()
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "CONFIG": str(config), "NO_CLAUDE_SETTINGS": "1", "VENV": str(Path(sys.executable).parent.parent)}
+    proxy = subprocess.Popen([str(Path(__file__).parent.parent / "scripts" / "proxy"), "--replay", str(recording),
+                              "--set", f"confdir={tmp_path / 'mitmproxy'}", "--set", f"adapter_data_dir={tmp_path / 'data2'}"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        result = claude_code.run("Write the word replayed to proof.txt.", f"http://127.0.0.1:{port}", cwd=again,
+                                 extra_env=claude_code.NO_RETRY_ENV, timeout=180)
+    finally:
+        proxy.terminate()
+        out = proxy.communicate(timeout=20)[0].decode()
+    assert result.returncode == 0, result.stdout + result.stderr + out[-3000:]
+    assert (again / "proof.txt").read_text().strip() == "replayed" and "Done: the file is written." in result.stdout
+    assert recorded >= 2 and "[replay]" in out  # answered from the recording
