@@ -202,7 +202,8 @@ class Adapter:
         url = f"http://{'127.0.0.1' if _is_loopback(host) else host}:{ctx.options.listen_port or 8080}"
         try:
             lines = diagnose.static(config, url)
-            lines += await diagnose.probe(config, self._get)
+            if not ctx.options.server_replay:  # replaying offline: the providers are not to be asked
+                lines += await diagnose.probe(config, self._get)
         except Exception:  # a report must never stop the relay
             log.exception("llmrelay: the start-up report failed")
             return
