@@ -202,7 +202,7 @@ class Adapter:
         url = f"http://{'127.0.0.1' if _is_loopback(host) else host}:{ctx.options.listen_port or 8080}"
         try:
             lines = diagnose.static(config, url)
-            if not ctx.options.server_replay:  # replaying offline: the providers are not to be asked
+            if not getattr(ctx.options, "server_replay", None):  # replaying offline: the providers are not to be asked
                 lines += await diagnose.probe(config, self._get)
         except Exception:  # a report must never stop the relay
             log.exception("llmrelay: the start-up report failed")
@@ -299,7 +299,7 @@ class Adapter:
             # cheaper than the setters, which rescan and rewrite the headers on each call.
             secret = {name.encode() for name in outcome.exchange.secret_headers}
             shown = _sized(outcome.headers, outcome.body)
-            if ctx.options.save_stream_file or ctx.options.server_replay:
+            if getattr(ctx.options, "save_stream_file", None) or getattr(ctx.options, "server_replay", None):
                 # Recording or replaying: the flow carries what makes this request the same on
                 # another day (`llmrelay.replay`), for `--replay` to match on.
                 found = replay.key(body) if req.path.startswith("/v1/messages") else None
