@@ -324,3 +324,13 @@ def _wait_for_records(relay, count: int) -> list[dict]:
     while len(found := usage.read(relay.data)) < count and time.monotonic() < deadline:
         time.sleep(0.05)
     return found
+
+
+def test_an_error_event_from_an_anthropic_compatible_provider_is_recorded_with_its_type(relay, upstream) -> None:
+    before = len(usage.read(relay.data))
+    error = b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}\n\n'
+    upstream.set_script([Fault("ok", events=anthropic_events()[:3] + [error])])
+    response, events = stream_raw(relay, "claude-compatible")
+    assert events[-1][1]["error"]["type"] == "overloaded_error"
+    record = _wait_for_records(relay, before + 1)[before]
+    assert (record["status"], record["error_type"]) == (200, "overloaded_error")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -200,6 +201,8 @@ class Answer:
             if cut:
                 whole, held = held[:cut], held[cut:]
                 ended = ended or self.front.terminal(whole)
+                if ended and self.error_type is None and (found := _ERROR_TYPE.search(whole)):
+                    self.error_type = found.group(1).decode()  # the provider's own error event, for the records
                 if len(whole) <= SLICE:
                     return [whole]
                 whole = scrub_bytes(whole, self.secrets)  # whole: a slice could cut a key in two
@@ -395,6 +398,9 @@ def _add(accumulator: a.Accumulator, events: list[dict[str, Any]]) -> None:
 def _whole_events(buf: bytes) -> int:
     """How many leading bytes of `buf` are whole events."""
     return max((at + len(end) for end in _EVENT_ENDS if (at := buf.rfind(end)) >= 0), default=0)
+
+
+_ERROR_TYPE = re.compile(rb'"error"\s*:\s*\{[^}]*?"type"\s*:\s*"([a-z_]+)"')
 
 
 def _error_message(body: bytes) -> str:

@@ -315,7 +315,8 @@ class Config(_Strict):
           (`claude-opus-4-8[1m]`, `claude-sonnet-5`, `claude-3-5-haiku-20241022`): Claude
           Code's model names change with every release, families do not;
         - a provider's own model name that a route sends to (`--model deepseek-chat` when a
-          route goes to `deepseek-chat`): that route;
+          route goes to `deepseek-chat`): that route (not for Claude names, which belong to
+          the rules above and to `default`);
         - `provider/model` or `provider,model` naming a configured provider: that model there;
         - `default`.
         """
@@ -336,7 +337,7 @@ class Config(_Strict):
 
     def _named(self, model: str) -> Route | None:
         routes = [*self.models.routes.values(), *([self.models.default] if isinstance(self.models.default, Route) else [])]
-        found = next((route for route in routes if route.model == model), None)
+        found = None if "claude" in model else next((route for route in routes if route.model == model), None)
         if found is not None:
             return found
         for sep in ("/", ","):

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import anthropic, chat, responses
+from . import anthropic, chat, claude_cli, responses
 
 KINDS: dict[str, ModuleType] = {
     "openai": chat,
     "anthropic": anthropic,
     "openai-responses": responses,
     "chatgpt": responses,
+    "claude-cli": claude_cli,
 }
