@@ -9,6 +9,7 @@ translation of the CLI's stream-json is checked on its own, fed from captures of
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import threading
@@ -220,7 +221,7 @@ def test_earlier_turns_become_a_transcript_before_the_new_message(tmp_path) -> N
     assert content[0]["text"] == claude_cli.HISTORY_HEAD + "<user>\nLook at this."
     transcript = content[2]["text"]
     assert "I see a cat." in transcript and "private" not in transcript
-    assert '[tool call Read: {"file_path":"a.txt"}]' in transcript and "[tool result]\nmeow" in transcript
+    assert '<tool_call name="Read">{"file_path":"a.txt"}</tool_call>' in transcript and '<tool_result id="toolu_1">\nmeow\n</tool_result>' in transcript
     assert "<assistant>\nMiaou.\n</assistant>" in transcript and transcript.endswith(claude_cli.HISTORY_TAIL)
     assert content[3] == {"type": "text", "text": "--version and what was in a.txt?"}
     assert forward.exchange.system == "Be brief.\n\nAnswer in French."
@@ -609,3 +610,32 @@ def test_claude_code_itself_as_the_client(model, relay, tmp_path) -> None:
     assert sent["messages"][-1]["content"][-1]["text"] == "Say hello."
     # The outer CLI's system prompt went in through --append-system-prompt: the inner one's comes first.
     assert len(orjson.dumps(sent["system"])) > 40000
+
+
+def test_an_openai_client_s_own_tools_round_trip_through_the_cli(model, relay) -> None:
+    # An OpenAI client (Cursor, Continue) sends its tools: they are offered to the model in
+    # text, Claude Code's own are off, and the model's call comes back as tool_calls.
+    import openai
+
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+                                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+    model.set_script([{"text": 'Let me check. <tool_call name="get_weather">{"city": "Paris"}</tool_call>'},
+                      {"text": "It is sunny in Paris."}])
+    client = openai.OpenAI(api_key="sk-client", base_url=relay.url + "/v1", max_retries=0, timeout=60)
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(model="claude-x", messages=ask, tools=[weather])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content == "Let me check. "
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    sent = model.requests[-1].body
+    system = sent["system"] if isinstance(sent["system"], str) else "".join(b["text"] for b in sent["system"])
+    assert '<tool_call name="TOOL_NAME">' in system and "## get_weather" in system
+    assert not [t for t in sent.get("tools", []) if t.get("name") == "Bash"]  # Claude Code's own tools are off
+
+    history = ask + [{"role": "assistant", "content": "Let me check. ", "tool_calls": [call.model_dump()]},
+                     {"role": "tool", "tool_call_id": call.id, "content": "22 C and sunny"}]
+    second = client.chat.completions.create(model="claude-x", messages=history, tools=[weather])
+    assert second.choices[0].message.content == "It is sunny in Paris." and second.choices[0].finish_reason == "stop"
+    said = json.dumps(model.requests[-1].body["messages"])
+    assert "22 C and sunny" in said and "<tool_result" in said and "get_weather" in said

@@ -22,12 +22,15 @@ Rules, request → CLI:
   Code client's `x-anthropic-billing-header:` line is dropped (the CLI sends its own);
 - the last message (a user turn) → the line's content, text, images and documents as they
   are; earlier turns → a text block before it, `<user>`/`<assistant>` sections oldest first,
-  with their images and documents in place; `tool_use` → `[tool call NAME: INPUT]`,
-  `tool_result` → `[tool result]`/`[tool error]` and its content; thinking → dropped (the
+  with their images and documents in place; `tool_use` → `<tool_call name="NAME">INPUT</tool_call>`,
+  `tool_result` → `<tool_result id="…">` and its content; thinking → dropped (the
   API drops earlier turns' thinking too); a last message that is not a user turn → 400
   (the CLI cannot continue a prefilled answer);
-- the client's tools, tool_choice, max_tokens, sampling and thinking settings are not
-  passed: the CLI brings its own tools and settings;
+- the client's own tools (an OpenAI client's, say) → described in the system prompt with
+  the call format of `translate.tool_text`, Claude Code's built-in tools off (`--tools ""`),
+  and the model's calls read back out of its text as `tool_use` blocks for the client;
+  without client tools the CLI uses its own (`allowed_tools`); max_tokens, sampling and
+  thinking settings are not passed;
 - the environment is the relay's plus `env`, plus a marker naming the run (to find every
   process it started) and an `ANTHROPIC_CUSTOM_HEADERS` line naming the provider: a CLI
   whose base URL leads back to this relay and whose model routes to claude-cli again gets a
@@ -88,6 +91,7 @@ from ..config import ClaudeCliProvider
 from ..errors import RelayError, anthropic_status, error_body, scrub
 from ..exchange import JSON, Ask, Forward, encode
 from ..protocols import anthropic as a
+from ..translate import tool_text
 from .anthropic import AnthropicExchange
 
 log = logging.getLogger("llmrelay")
@@ -120,6 +124,9 @@ def forward(ask: Ask) -> Forward:
             status=508,
         )
     system, content = render(req)
+    tools = client_tools(req)
+    if tools:
+        system = "\n\n".join(part for part in (system, tool_text.instructions(tools, _choice(req))) if part)
     stdin = orjson.dumps({"type": "user", "message": {"role": "user", "content": content}}) + b"\n"
     exchange = CliExchange(
         client_model=req.model,
@@ -130,8 +137,26 @@ def forward(ask: Ask) -> Forward:
         secret_headers=(),
         system=system,
         stdin=stdin,
+        tool_names={tool["name"] for tool in tools},
     )
     return Forward(TARGET, dict(HEADERS), stdin, exchange)
+
+
+def client_tools(req: a.Request) -> list[dict[str, Any]]:
+    """The client's own tools (an OpenAI client's, say): offered to the model in text, in
+    place of Claude Code's built-in ones, and its calls given back to the client."""
+    if not req.tools or bytes(req.tools) == b"null":
+        return []
+    tools = orjson.loads(bytes(req.tools))
+    return [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str) and not t.get("type", "custom").startswith(SERVER_TOOLS)]
+
+
+SERVER_TOOLS = ("web_search", "web_fetch", "code_execution", "bash_2", "text_editor", "computer")
+
+
+def _choice(req: a.Request) -> dict[str, Any] | None:
+    choice = req.tool_choice
+    return {"type": choice.type, "name": choice.name} if choice is not None else None
 
 
 # --- the request ------------------------------------------------------------------------
@@ -179,16 +204,17 @@ def _blocks(content: str | list[Any]) -> list[dict[str, Any]]:
         elif isinstance(block, (a.ImageBlock, a.DocumentBlock)):
             out.append({k: v for k, v in orjson.loads(msgspec.json.encode(block)).items() if v is not None})
         elif isinstance(block, a.ToolUseBlock):
-            out.append({"type": "text", "text": f"[tool call {block.name}: {bytes(block.input).decode() or '{}'}]\n"})
+            out.append({"type": "text", "text": tool_text.history_call(block.name, bytes(block.input).decode()) + "\n"})
         elif isinstance(block, a.ToolResultBlock):
-            out.append({"type": "text", "text": "[tool error]\n" if block.is_error else "[tool result]\n"})
+            status = ' status="error"' if block.is_error else ""
+            out.append({"type": "text", "text": f'<tool_result id="{block.tool_use_id}"{status}>\n'})
             inner = block.content if isinstance(block.content, list) else [a.TextBlock(block.content or "(no content)")]
             for part in inner:
                 if isinstance(part, a.ToolReferenceBlock):
                     out.append({"type": "text", "text": f"(tool {part.tool_name} loaded)"})
                 else:
                     out += _blocks([part])
-            out.append({"type": "text", "text": "\n"})
+            out.append({"type": "text", "text": "\n</tool_result>\n"})
     return out
 
 
@@ -207,13 +233,17 @@ def _text_of(blocks: list[Any]) -> str:
     return "\n\n".join(block.text for block in blocks if isinstance(block, a.TextBlock) and block.text)
 
 
-def command(provider: ClaudeCliProvider, model: str, system: str, system_file: str | None = None) -> list[str]:
-    """The CLI's arguments; `system_file` holds the system prompt when it is too long for one."""
+def command(provider: ClaudeCliProvider, model: str, system: str, system_file: str | None = None,
+            client_tools: bool = False) -> list[str]:
+    """The CLI's arguments; `system_file` holds the system prompt when it is too long for one;
+    with `client_tools` Claude Code's own tools are off (the client's are offered in text)."""
     argv = [
         provider.binary, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
         "--input-format", "stream-json", "--no-session-persistence", f"--model={model}",
     ]
-    if provider.allowed_tools:
+    if client_tools:
+        argv += ["--tools", ""]
+    elif provider.allowed_tools:
         argv.append("--allowedTools=" + ",".join(provider.allowed_tools))
     if provider.max_turns is not None:
         argv.append(f"--max-turns={provider.max_turns}")
@@ -235,6 +265,7 @@ class CliExchange(AnthropicExchange):
 
     system: str = ""
     stdin: bytes = b""
+    tool_names: set[str] = field(default_factory=set)  # the client's tools, offered in text
     cost_usd: float | None = None  # the CLI's own reckoning, from its result line
 
     async def local(self) -> Run:
@@ -307,6 +338,8 @@ class Run:
         self.status = 200
         self.raw_headers: list[tuple[bytes, bytes]] = [(b"content-type", EVENT_STREAM.encode()), (b"cache-control", b"no-cache")]
         self.events = CliEvents(exchange.client_model, show_tools=self.provider.show_tools)
+        # The client's own tools, called in text by the model (`translate.tool_text`).
+        self.tools = tool_text.ToolEvents(exchange.tool_names) if exchange.tool_names else None
         self.proc: asyncio.subprocess.Process | None = None
         self._out = b""  # what readany gives next
         self._done = False
@@ -350,7 +383,7 @@ class Run:
             fd, self._prompt_file = tempfile.mkstemp(prefix="llmrelay-claude-prompt-", suffix=".txt")
             with os.fdopen(fd, "wb") as f:
                 f.write(system.encode())
-        argv = command(provider, exchange.route.model, system, self._prompt_file)
+        argv = command(provider, exchange.route.model, system, self._prompt_file, client_tools=bool(exchange.tool_names))
         env = {**os.environ, **provider.env, MARKER: self._token}
         headers = env.get("ANTHROPIC_CUSTOM_HEADERS", "")
         env["ANTHROPIC_CUSTOM_HEADERS"] = (headers + "\n" if headers else "") + f"{LOOP_HEADER}: {exchange.route.provider}"
@@ -399,6 +432,11 @@ class Run:
         events = self.events
         chunk = await self.proc.stdout.read(READ)
         out = events.feed(chunk) if chunk else events.finish(await self._why_ended())
+        if self.tools is not None:
+            out = self.tools.feed(out)
+            if self.tools.ended and not events.ended:  # a call that cannot be made ends the answer
+                events.ended = True
+                events.error_type = "api_error"
         if events.ended:
             self._done = True
             self.exchange.cost_usd = events.cost_usd
