@@ -210,15 +210,6 @@ class Adapter:
         for line in lines:
             log.info(f"llmrelay: {scrub(line, config.secrets)}")
 
-    async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        call = Call("GET", url, list(headers.items()), b"", ISSUER_TIMEOUTS, "start-up check")
-        response = await self.upstream.open(call)
-        async with response:
-            chunks = []
-            while chunk := await response.readany():
-                chunks.append(chunk)
-        return response.status, b"".join(chunks)
-
     def _reload(self) -> None:
         """The configuration file, read again when it changes: new requests take the new one,
         requests in flight finish on the one they started with (they hold their own route and
@@ -327,8 +318,15 @@ class Adapter:
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         """A POST for the token issuer, over the relay's own upstream leg."""
-        call = Call("POST", url, list(headers.items()), body, ISSUER_TIMEOUTS, "the sign-in issuer")
-        async with asyncio.timeout(ISSUER_TIMEOUTS.first_byte):
+        return await self._fetch(Call("POST", url, list(headers.items()), body, ISSUER_TIMEOUTS, "the sign-in issuer"))
+
+    async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        """A GET for the start-up report."""
+        return await self._fetch(Call("GET", url, list(headers.items()), b"", ISSUER_TIMEOUTS, "start-up check"))
+
+    async def _fetch(self, call: Call) -> tuple[int, bytes]:
+        """A small request of the relay's own, its answer read whole within the timeout."""
+        async with asyncio.timeout(call.timeouts.first_byte):
             response = await self.upstream.open(call)
             async with response:
                 chunks = []

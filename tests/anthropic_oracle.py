@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+
 
 __all__ = ["read_message", "sse_events", "message_from_events"]
 

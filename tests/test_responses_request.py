@@ -20,7 +20,6 @@ from llmrelay.errors import RelayError
 from llmrelay.protocols import anthropic as a
 from llmrelay.protocols.openai_responses import SIGNED, signature
 from llmrelay.translate.responses_request import DEFAULT_INSTRUCTIONS, to_responses
-from mock_openai import RequestRejected
 from mock_responses import CODEX_MODELS, validate_request
 
 REQUESTS = Path(__file__).parent / "fixtures" / "anthropic" / "requests"

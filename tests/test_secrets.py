@@ -16,7 +16,6 @@ import threading
 import time
 
 import httpx
-import pytest
 
 from conftest import CLIENT_KEY, PROVIDER_KEY
 from faulty_upstream import Fault, FaultyUpstream

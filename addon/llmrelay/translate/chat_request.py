@@ -108,24 +108,33 @@ def to_chat(req: a.Request, route: Route, provider: Provider, *, stream: bool) -
         user = req.metadata.user_id
         body["user"] = user if len(user) <= 64 else hashlib.sha256(user.encode()).hexdigest()
 
-    tools = _tool_set(req.tools, provider) if req.tools and req.tools != _NULL else None
-    visible = [fn for tool, fn in tools.functions if _visible(tool, names, req.tool_choice)] if tools else []
-    if visible:
-        names.original.update(tools.shortened)
-        body["tools"] = visible
-        choice = req.tool_choice
-        if choice is not None:
-            if choice.type == "tool":
-                if not choice.name:
-                    raise RelayError("tool_choice of type 'tool' needs a name")
-                body["tool_choice"] = {"type": "function", "function": {"name": names.short(choice.name)}}
-            else:
-                body["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[choice.type]
-            if choice.disable_parallel_tool_use:
-                body["parallel_tool_calls"] = False
+    add_tools(req, names, provider, body, flat=False)
 
     _reasoning(req, route.reasoning or provider.reasoning, body)
     return body, names
+
+
+def add_tools(req: a.Request, names: ToolNames, provider: Any, body: dict[str, Any], *, flat: bool) -> None:
+    """`tools`, `tool_choice` and `parallel_tool_calls`, in Chat's layout or (`flat`) the
+    Responses API's."""
+    tools = _tool_set(req.tools, provider, flat=flat) if req.tools and req.tools != _NULL else None
+    visible = [fn for tool, fn in tools.functions if _visible(tool, names, req.tool_choice)] if tools else []
+    if not visible:
+        return
+    names.original.update(tools.shortened)
+    body["tools"] = visible
+    choice = req.tool_choice
+    if choice is None:
+        return
+    if choice.type == "tool":
+        if not choice.name:
+            raise RelayError("tool_choice of type 'tool' needs a name")
+        name = names.short(choice.name)
+        body["tool_choice"] = {"type": "function", "name": name} if flat else {"type": "function", "function": {"name": name}}
+    else:
+        body["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[choice.type]
+    if choice.disable_parallel_tool_use:
+        body["parallel_tool_calls"] = False
 
 
 def _visible(tool: a.Tool, names: ToolNames, choice: a.ToolChoice | None) -> bool:

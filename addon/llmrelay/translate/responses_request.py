@@ -51,10 +51,9 @@ from typing import Any
 import orjson
 
 from ..config import ResponsesProvider, Route
-from ..errors import RelayError
 from ..protocols import anthropic as a
 from ..protocols.openai_responses import encrypted
-from .chat_request import _NULL, ToolNames, _effort, _messages, _tool_set, _visible
+from .chat_request import ToolNames, _effort, _messages, add_tools
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."  # Codex refuses empty instructions
 MIN_OUTPUT_TOKENS = 16  # the public API's floor for max_output_tokens
@@ -82,21 +81,7 @@ def to_responses(req: a.Request, route: Route, provider: ResponsesProvider, *, s
         if req.top_p is not None:
             body["top_p"] = req.top_p
 
-    tools = _tool_set(req.tools, provider, flat=True) if req.tools and req.tools != _NULL else None
-    visible = [fn for tool, fn in tools.functions if _visible(tool, names, req.tool_choice)] if tools else []
-    if visible:
-        names.original.update(tools.shortened)
-        body["tools"] = visible
-        choice = req.tool_choice
-        if choice is not None:
-            if choice.type == "tool":
-                if not choice.name:
-                    raise RelayError("tool_choice of type 'tool' needs a name")
-                body["tool_choice"] = {"type": "function", "name": names.short(choice.name)}
-            else:
-                body["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[choice.type]
-            if choice.disable_parallel_tool_use:
-                body["parallel_tool_calls"] = False
+    add_tools(req, names, provider, body, flat=True)
 
     configured = route.reasoning_effort or provider.reasoning_effort
     # `none` configured: a model that does not reason (gpt-4.1, many local models) refuses

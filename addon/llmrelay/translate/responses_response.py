@@ -44,6 +44,7 @@ from .. import sse
 from ..errors import anthropic_status
 from ..protocols import anthropic as a
 from ..protocols import openai_responses as r
+from .chat_response import _complete_json as is_json
 
 INCOMPLETE = {"max_output_tokens": "max_tokens", "content_filter": "refusal"}
 
@@ -369,7 +370,7 @@ class ResponsesTranslator:
         reason = (response.incomplete_details or {}).get("reason") if isinstance(response.incomplete_details, dict) else None
         if status == "incomplete" and reason != "content_filter":
             for entry in self._items.values():
-                if entry.kind == "function_call" and not entry.closed and not _whole_json("".join(entry.sent)):
+                if entry.kind == "function_call" and not entry.closed and not is_json("".join(entry.sent) or "{}"):
                     # Asking again would hit the same limit: not a retryable error.
                     raise _Stop(400, f"the answer reached max_output_tokens inside the arguments of tool call {entry.name!r}; "
                                      "ask for more output tokens")
@@ -500,14 +501,6 @@ def _message_text(item: dict[str, Any]) -> str:
     if isinstance(content, dict):
         content = [content]
     return "".join(_text_of(part) for part in content or ())
-
-
-def _whole_json(arguments: str) -> bool:
-    try:
-        orjson.loads(arguments or "{}")
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 def _check_arguments(arguments: str, name: str) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from ..protocols import anthropic as a
-from .chat_response import _partial_suffix
+from .chat_response import _complete_json, _partial_suffix
 
 OPEN, CLOSE = "<tool_call", "</tool_call>"
 _NAME = re.compile(r"""<tool_call\s+name\s*=\s*["']([^"']+)["']\s*>""")
@@ -118,7 +118,7 @@ class ToolText:
     def _close(self) -> int | None:
         start = 0
         while (end := self._buf.find(CLOSE, start)) >= 0:
-            if _json(self._buf[:end].strip()):
+            if _complete_json(self._buf[:end].strip() or "{}"):
                 return end
             start = end + 1  # a `</tool_call>` inside the arguments
         return None
@@ -216,14 +216,6 @@ class ToolEvents:
         self._open = None
         self._next += 1
         return [a.block_stop(self._next - 1)]
-
-
-def _json(text: str) -> bool:
-    try:
-        orjson.loads(text or "{}")
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 def _object(text: str) -> dict[str, Any] | None:
