@@ -65,10 +65,12 @@ CLIENT_SECRETS = frozenset({b"authorization", b"x-api-key", b"cookie", gate.KEY_
 class Pending:
     """A request the addon rewrote, waiting for ServerPlayback to answer it or not."""
 
-    __slots__ = ("exchange", "call", "secrets", "account")
+    __slots__ = ("exchange", "call", "secrets", "account", "fallbacks")
 
-    def __init__(self, exchange: Exchange, call: Call, secrets: tuple[str, ...], account: oauth.Account | None = None) -> None:
+    def __init__(self, exchange: Exchange, call: Call, secrets: tuple[str, ...], account: oauth.Account | None = None,
+                 fallbacks: list | None = None) -> None:
         self.exchange, self.call, self.secrets, self.account = exchange, call, secrets, account
+        self.fallbacks = fallbacks or []
 
 
 class InFlight:
@@ -274,17 +276,14 @@ class Adapter:
         if isinstance(outcome, relay.Forward):
             scheme, host, port, path = outcome.target
             authority = url.hostport(scheme, host, port)
-            provider = self.config.providers[outcome.exchange.route.provider]
-            call = Call("POST", f"{scheme}://{authority}{path}", list(outcome.headers.items()),
-                        outcome.body, provider.timeouts, outcome.exchange.route.provider)
             try:
-                account = self._account(*outcome.account) if outcome.account else None
+                call, account = self._prepare(outcome)
             except ValueError as e:  # (the configuration checks names; this is the last guard)
                 outcome = relay.error_reply(500, f"llmrelay: {e}")
                 flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
                 req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
                 return
-            self.pending[flow.id] = Pending(outcome.exchange, call, self.config.secrets, account)
+            self.pending[flow.id] = Pending(outcome.exchange, call, self.config.secrets, account, outcome.fallbacks)
             # The flow shows the provider request (and ServerPlayback matches it): new headers,
             # raw content and the target written straight into the request's data, much
             # cheaper than the setters, which rescan and rewrite the headers on each call.
@@ -306,6 +305,15 @@ class Adapter:
             flow.metadata[SIDE] = {"client_request": client_body}  # bytes: kept, not copied
             return
         self._pass(flow, headers, body, outcome.stream)
+
+    def _prepare(self, forward: relay.Forward) -> tuple[Call, oauth.Account | None]:
+        """The call that sends a provider request, and the account that signs it."""
+        scheme, host, port, path = forward.target
+        route = forward.exchange.route
+        provider = self.config.providers[route.provider]
+        call = Call("POST", f"{scheme}://{url.hostport(scheme, host, port)}{path}", list(forward.headers.items()),
+                    forward.body, provider.timeouts, route.provider)
+        return call, self._account(*forward.account) if forward.account else None
 
     def _account(self, name: str, issuer: str) -> oauth.Account:
         """The signed-in account a provider uses, one object per account: it keeps the
@@ -434,7 +442,8 @@ class Translate:
             adapter.replays[flow.id] = pending.exchange
             return
         answer = Answer(pending.exchange, pending.call, adapter.upstream, ping_every=adapter.config.relay.ping_interval,
-                        secrets=pending.secrets, account=pending.account)
+                        secrets=pending.secrets, account=pending.account, fallbacks=pending.fallbacks, prepare=adapter._prepare,
+                        cool_down=adapter.config.relay.cool_down)
         req = flow.request
         data = req.data
         shown = (data.scheme, data.host, data.port, data.path, data.authority, req.headers.fields, req.raw_content)

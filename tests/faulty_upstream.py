@@ -24,6 +24,7 @@ body to send:
 | garbage          | bytes that are not HTTP, then close                                       |
 | echo_key         | 401 whose body and `www-authenticate` header repeat the credentials sent  |
 | json             | after `wait` seconds, a 200 JSON `body` (Content-Length)                  |
+| status           | an error answer: `status`, `headers` and the JSON `body`                  |
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Fault:
     rest: list[bytes] = field(default_factory=list)
     wait: float = 0.0
     body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,6 +228,12 @@ class FaultyUpstream:
             writer.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n"
                          b"www-authenticate: Bearer realm=\"" + said.encode() + b"\"\r\n"
                          b"content-length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+            return True
+        if kind == "status":  # an error answer: `status`, `body`, `headers`
+            extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in fault.headers.items())
+            writer.write(b"HTTP/1.1 %d Error\r\ncontent-type: application/json\r\n%bcontent-length: %d\r\n\r\n"
+                         % (fault.status, extra, len(fault.body)) + fault.body)
             await writer.drain()
             return True
         if kind == "json":

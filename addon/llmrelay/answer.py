@@ -59,7 +59,9 @@ class Answer:
     States: waiting (nothing sent to the client), committed (head sent), ended."""
 
     def __init__(self, exchange: Any, call: Call, upstream: Upstream, *, ping_every: float, secrets: tuple[str, ...],
-                 account: oauth.Account | None = None) -> None:
+                 account: oauth.Account | None = None, fallbacks: list[Callable[[], Any]] = (),
+                 prepare: Callable[[Any], tuple[Call, oauth.Account | None]] | None = None,
+                 cool_down: float = 30.0) -> None:
         self.exchange = exchange
         # What the client speaks: how its answer, its errors and its keep-alives look.
         self.front = getattr(exchange, "front", None) or AnthropicFront(secrets)
@@ -67,6 +69,12 @@ class Answer:
             self.front.secrets = secrets
         self.call = call
         self.account = account  # signs the request with its token (a ChatGPT sign-in)
+        # The routes to try when the provider fails before its answer began: each makes the
+        # request for its provider (a `Forward`), which `prepare` turns into a call.
+        self.fallbacks = list(fallbacks)
+        self.prepare = prepare
+        self.cool_down = cool_down
+        self.failures: list[str] = []  # the providers that failed, and how
         self.upstream = upstream
         self.ping_every = ping_every
         self.secrets = tuple(s.encode() for s in secrets if len(s) >= 8)
@@ -89,6 +97,7 @@ class Answer:
         self._last_out = 0.0
         self._expired: str | None = None
         self._token = ""
+        self._content_sent = False  # anything but pings written to the client
 
     # --- running ------------------------------------------------------------------------
 
@@ -108,12 +117,30 @@ class Answer:
         timeouts = self.call.timeouts
         self._expect(now + timeouts.connect + timeouts.first_byte, "answer")
         try:
-            try:
-                response = await self._send_request()
-            except asyncio.CancelledError:
-                if self._expired is None:
+            while self.fallbacks and cooling(self.call.name):  # a provider that keeps failing: skip it for a while
+                self.failures.append(f"{self.call.name}: skipped, failing lately")
+                self._switch()
+            while True:
+                try:
+                    response = await self._send_request()
+                except asyncio.CancelledError:
+                    if self._expired is None:
+                        raise
+                    failure = self._expiry()
+                    if await self._fall_back(failure.kind, str(failure)):
+                        continue
+                    raise failure from None
+                except UpstreamError as e:
+                    if e.kind in ("connect", "dns", "tls", "timeout", "cut") and await self._fall_back(e.kind, str(e)):
+                        continue
                     raise
-                raise self._expiry() from None
+                if response.status == 429 or response.status >= 500:
+                    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.raw_headers}
+                    if self.fallbacks and not self._content_sent:
+                        await _drain(response)
+                        if await self._fall_back("status", f"{self.call.name}: HTTP {response.status}", headers.get("retry-after")):
+                            continue
+                break
             async with response:
                 await self._answer(response)
         except oauth.AuthError as e:
@@ -135,6 +162,32 @@ class Answer:
             if self._timer is not None:
                 self._timer.cancel()
             self.done = True
+
+    async def _fall_back(self, kind: str, what: str, retry_after: str | None = None) -> bool:
+        """The provider failed before its answer began: on to the next route, if there is
+        one and nothing of an answer has reached the client (pings aside)."""
+        if not self.fallbacks or self._content_sent or self.prepare is None:
+            return False
+        failed = self.call.name
+        self.failures.append(scrub(what, self._secret_texts))
+        wait = _seconds(retry_after)
+        mark_failing(failed, wait, self.cool_down)
+        self._switch()
+        if self.call.name == failed and wait:  # the same provider again (another model): as it asked
+            await asyncio.sleep(min(wait, MAX_RETRY_WAIT))
+        loop = asyncio.get_running_loop()
+        self._expired = None
+        self._expect(loop.time() + self.call.timeouts.connect + self.call.timeouts.first_byte, "answer")
+        return True
+
+    def _switch(self) -> None:
+        forward = self.fallbacks.pop(0)()
+        exchange = forward.exchange
+        if getattr(exchange, "front", None) is not None and not isinstance(self.front, AnthropicFront):
+            exchange.front = self.front  # one answer to the client, whichever provider gives it
+        self.exchange = exchange
+        self.call, self.account = self.prepare(forward)
+        exchange.failures = self.failures
 
     async def _send_request(self) -> Response:
         """The request, signed with a fresh token when the provider takes one; a token the
@@ -270,6 +323,8 @@ class Answer:
             self.sink.head(200, STREAM_HEAD)
 
     def _send(self, data: bytes) -> None:
+        if data is not self.front.ping:
+            self._content_sent = True
         data = scrub_bytes(data, self.secrets)
         self._commit()
         self.sent.append(data)
@@ -363,6 +418,40 @@ class Answer:
         limits = self.call.timeouts
         limit = limits.first_byte if self._expired == "answer" else limits.idle
         return UpstreamError("timeout", f"{self.call.name}: no {self._expired} from the provider within {limit:g} s")
+
+
+# Providers that failed lately (name → until when, loop time): skipped while a fallback is left.
+_FAILING: dict[str, float] = {}
+COOL_DOWN = 30.0  # seconds a failing provider is skipped (relay.cool_down), or its retry-after, at most...
+MAX_COOL_DOWN = 300.0
+MAX_RETRY_WAIT = 5.0  # seconds waited on a retry-after before the same provider is asked again
+
+
+def mark_failing(name: str, retry_after: float | None, cool_down: float = COOL_DOWN) -> None:
+    _FAILING[name] = time.monotonic() + min(max(retry_after or 0.0, cool_down), MAX_COOL_DOWN)
+
+
+def cooling(name: str) -> bool:
+    until = _FAILING.get(name)
+    if until is None:
+        return False
+    if until <= time.monotonic():
+        del _FAILING[name]
+        return False
+    return True
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value else None
+    except ValueError:
+        return None
+
+
+async def _drain(response: Response) -> None:
+    async with response:
+        while await response.readany():
+            pass
 
 
 # What a 401 says when the access token itself is the problem (the Codex backend's codes).

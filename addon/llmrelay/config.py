@@ -222,6 +222,9 @@ class Route(_Strict):
     reasoning_effort: Effort | None = None
     reasoning_summary: Summary | None = None
     verbosity: Verbosity | None = None
+    # Tried in order when this route's provider fails before its answer began (it cannot
+    # connect, times out before the first byte, answers 429 or 5xx).
+    fallbacks: list[Route] = []
 
 
 Provider = Annotated[Union[OpenAIProvider, AnthropicProvider, ResponsesProvider, ChatGPTProvider, ClaudeCliProvider],
@@ -261,6 +264,9 @@ class Relay(_Strict):
     # Seconds of silence after which a streaming client gets a `ping` event.
     ping_interval: float = Field(default=5.0, gt=0, le=60)
     max_request_mb: float = Field(default=32.0, gt=0)  # larger request bodies get a 413
+    # Seconds a provider that failed is skipped while its routes have fallbacks (a 429's
+    # retry-after, when longer, up to five minutes).
+    cool_down: float = Field(default=30.0, ge=0)
 
     @cached_property
     def inbound_keys(self) -> frozenset[str]:
@@ -297,6 +303,7 @@ class Config(_Strict):
                                      "(it names the account's token file); set `account:`")
         named = [("models.default", self.models.default)] if isinstance(self.models.default, Route) else []
         named += [(f"models.routes.{key}", route) for key, route in self.models.routes.items()]
+        named += [(f"{where}.fallbacks.{i}", fallback) for where, route in list(named) for i, fallback in enumerate(route.fallbacks)]
         for where, route in named:
             if route.provider not in self.providers:
                 known = ", ".join(sorted(self.providers)) or "none"

@@ -47,6 +47,8 @@ class Forward:
     # For a provider that signs in (OAuth): the account whose token `Answer` adds when it
     # sends the request, as (account name, issuer URL).
     account: tuple[str, str] | None = None
+    # The route's fallbacks, in order: each makes the request for its own provider.
+    fallbacks: list[Any] = field(default_factory=list)
 
 
 def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:

@@ -13,6 +13,7 @@ without a proxy, and keeps the addon to a handful of lines per hook.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 import orjson
 
 from . import gate
-from .config import Config
+from .config import Config, Route
 from .errors import RelayError, scrub
 from .exchange import Answers, Ask, Forward, FrontExchange, Pass, Reply, count_tokens_reply, error_reply, parse
 from .protocols import anthropic as a
@@ -67,7 +68,13 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
             if isinstance(request, RelayError) and kind.needs_request:
                 raise request
             parsed = request if isinstance(request, a.Request) else None
-            return kind.forward(Ask(config, route, provider, path, body, headers, envelope, parsed))
+
+            def make(route: Route) -> Forward:
+                provider = config.providers[route.provider]
+                return KINDS[provider.type].forward(Ask(config, route, provider, path, body, headers, envelope, parsed))
+
+            return _with_fallbacks(kind.forward(Ask(config, route, provider, path, body, headers, envelope, parsed)), route, make,
+                                   lambda r: parsed is not None or not KINDS[config.providers[r.provider].type].needs_request)
         if path in CHAT_PATHS:
             if method != "POST":
                 return _chat_error(405, f"{path} takes POST, not {method}")
@@ -108,21 +115,38 @@ def _chat(config: Config, body: bytes, headers: dict[str, str]) -> Reply | Forwa
         return _chat_error(404, f"model {hub['model']!r} does not route anywhere in this relay")
     provider = config.providers[route.provider]
     front = openai_chat.ChatFront(hub["model"], options["include_usage"])
-    if provider.type == "openai":
-        return chat.passed(Ask(config, route, provider, "/v1/chat/completions", body, headers, None, None), options["chat"], front)
-    if openai_chat.wants_format(options):
-        return _chat_error(400, f"response_format is not supported by the {provider.type} provider {route.provider!r}")
-    if provider.type == "anthropic":
-        _for_anthropic(hub)
-    hub_body = orjson.dumps(hub)
-    kind = KINDS[provider.type]
-    try:
+    structured = openai_chat.wants_format(options)
+
+    def make(route: Route) -> Forward:
+        provider = config.providers[route.provider]
+        kind = KINDS[provider.type]
+        data = dict(hub)
+        if provider.type == "anthropic":
+            _for_anthropic(data)
+        hub_body = orjson.dumps(data)
         request = parse(a.parse_request, hub_body) if kind.needs_request else None
         envelope = request or parse(a.parse_envelope, hub_body)
-        forward = kind.forward(Ask(config, route, provider, "/v1/messages", hub_body, {}, envelope, request, hub))
+        forward = kind.forward(Ask(config, route, provider, "/v1/messages", hub_body, {}, envelope, request, data))
+        forward.exchange = FrontExchange(forward.exchange, front)
+        return forward
+
+    # A fallback that cannot give a structured answer is left out when one is asked for.
+    usable = lambda r: not structured or config.providers[r.provider].type == "openai"  # noqa: E731
+    if provider.type == "openai":  # the same protocol: passed through, not translated twice
+        forward = chat.passed(Ask(config, route, provider, "/v1/chat/completions", body, headers, None, None), options["chat"], front)
+        return _with_fallbacks(forward, route, make, usable)
+    if structured:
+        return _chat_error(400, f"response_format is not supported by the {provider.type} provider {route.provider!r}")
+    try:
+        forward = make(route)
     except RelayError as e:
         return _chat_error(e.status, scrub(str(e), config.secrets))
-    forward.exchange = FrontExchange(forward.exchange, front)
+    return _with_fallbacks(forward, route, make, usable)
+
+
+def _with_fallbacks(forward: Forward, route: Route, make: Callable[[Route], Forward], usable: Callable[[Route], bool]) -> Forward:
+    """The route's fallbacks, each made only if it is needed."""
+    forward.fallbacks = [functools.partial(make, fallback) for fallback in route.fallbacks if usable(fallback)]
     return forward
 
 

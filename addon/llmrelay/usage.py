@@ -52,6 +52,9 @@ def record(exchange: Any, status: int, error_type: str | None = None, *, replaye
         "status": status,
         "error_type": error_type,
     }
+    failures = getattr(exchange, "failures", None)
+    if failures:  # the providers tried before the one that answered
+        out["failed"] = list(failures)
     limits = getattr(exchange, "limits", None)
     if limits:  # a subscription's usage windows (the Codex backend's x-codex-* headers)
         out["limits"] = limits
@@ -86,6 +89,8 @@ def summary(entry: dict[str, Any]) -> str:
     route = f"{entry['client_model']} → {entry['provider']}:{entry['model']}"
     replayed = " · replayed" if entry.get("replayed") else ""
     limits = f" · {limits_summary(entry['limits'])}" if entry.get("limits") else ""
+    if entry.get("failed"):
+        limits += " · after " + "; ".join(entry["failed"])
     total = entry["total_ms"]
     took = f"{total / 1000:.1f} s" if total >= 1000 else f"{total:.0f} ms"
     return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {took} · {status}{limits}{replayed}"

@@ -1,0 +1,121 @@
+"""Fallback chains through a real mitmdump: a route's next provider answers when the first
+fails before its answer began, never after; a provider that keeps failing is skipped for a
+while. Each case has a first provider of its own (cool-downs are per provider)."""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+import pytest
+
+from conftest import CLIENT_KEY, FAILURE_SIGNS, PROVIDER_KEY
+from faulty_upstream import Fault, FaultyUpstream, chat_events
+from llmrelay import usage
+from mock_anthropic import MockAnthropic
+from relay_process import Relay, free_port
+
+HELLO = [{"role": "user", "content": "Hello"}]
+CASES = ("limited", "broken", "silent", "cut", "cooling")
+
+
+@pytest.fixture(scope="module")
+def faulty():
+    with FaultyUpstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def backup():
+    with MockAnthropic(api_key=PROVIDER_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def relay(faulty, backup, mock, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("fallbacks")
+    config = workdir / "config.yaml"
+    first = "".join(f"  {name}: {{type: openai, base_url: {faulty.base_url}, api_key: {PROVIDER_KEY}, "
+                    "timeouts: {connect: 2, first_byte: 1, idle: 1}}\n" for name in CASES)
+    routes = "".join(f"    claude-{name}: {{provider: {name}, model: m, fallbacks: [{{provider: backup, model: claude-sonnet-4-5}}]}}\n"
+                     for name in CASES)
+    config.write_text(f"""
+providers:
+{first}  down: {{type: openai, base_url: http://127.0.0.1:{free_port()}/v1, api_key: {PROVIDER_KEY}}}
+  backup: {{type: anthropic, base_url: {backup.base_url.removesuffix('/v1')}, api_key: {PROVIDER_KEY}}}
+  chat: {{type: openai, base_url: {mock.base_url}, api_key: {PROVIDER_KEY}}}
+models:
+  default: {{provider: down, model: m, fallbacks: [{{provider: chat, model: gpt-4.1}}]}}
+  routes:
+{routes}relay:
+  cool_down: 60
+""")
+    with Relay(config, workdir) as process:
+        yield process
+    for sign in FAILURE_SIGNS:
+        assert sign not in process.output(), process.output()
+
+
+@pytest.fixture
+def client(relay) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
+
+
+def last_record(relay) -> dict:
+    time.sleep(0.3)
+    return usage.read(relay.data)[-1]
+
+
+@pytest.fixture(autouse=True)
+def fresh(faulty, backup):
+    backup.set_script([{"text": "From the fallback."}])
+    backup.requests.clear()
+    yield
+
+
+FAULTS = {
+    "limited": Fault("status", status=429, headers={"retry-after": "1"}, body=b'{"error": {"message": "slow down", "type": "rate_limit_error"}}'),
+    "broken": Fault("status", status=503, body=b'{"error": {"message": "down for maintenance"}}'),
+    "silent": Fault("silent", wait=3.0),
+}
+
+
+@pytest.mark.parametrize("name", FAULTS)
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_failure_before_the_answer_goes_to_the_next_provider(client, relay, faulty, name, stream) -> None:
+    faulty.set_script([FAULTS[name]])
+    if stream:
+        with client.messages.stream(model=f"claude-{name}", max_tokens=50, messages=HELLO) as answer:
+            message = answer.get_final_message()
+    else:
+        message = client.messages.create(model=f"claude-{name}", max_tokens=50, messages=HELLO)
+    assert message.content[0].text == "From the fallback."
+    record = last_record(relay)
+    assert record["provider"] == "backup" and record["status"] == 200
+    assert record["failed"] and record["failed"][0].startswith(name), record
+
+
+def test_an_unreachable_provider_falls_back_to_another_protocol(client, relay, provider) -> None:
+    provider.set_script([{"text": "From the Chat fallback."}])
+    message = client.messages.create(model="claude-anything", max_tokens=50, messages=HELLO)
+    assert message.content[0].text == "From the Chat fallback."
+    assert provider.requests[-1].body["model"] == "gpt-4.1"
+    assert "after down: " in usage.summary(last_record(relay))
+
+
+def test_a_failure_after_the_first_byte_does_not_fall_back(client, relay, faulty, backup) -> None:
+    faulty.set_script([Fault("cut_chunked", events=chat_events("Half of an", finish=None, done=False)[:2])])
+    with pytest.raises(anthropic.APIStatusError):
+        with client.messages.stream(model="claude-cut", max_tokens=50, messages=HELLO) as answer:
+            list(answer)
+    assert backup.requests == []
+
+
+def test_a_provider_that_failed_is_skipped_while_it_cools_down(client, relay, faulty, backup) -> None:
+    faulty.set_script([FAULTS["broken"]])
+    client.messages.create(model="claude-cooling", max_tokens=50, messages=HELLO)
+    assert len(faulty.requests) == 1
+    faulty.set_script([Fault("ok", events=chat_events("the first again"))])  # (and its request log emptied)
+    message = client.messages.create(model="claude-cooling", max_tokens=50, messages=HELLO)
+    assert message.content[0].text == "From the fallback." and faulty.requests == []
+    assert "skipped, failing lately" in last_record(relay)["failed"][0]
