@@ -50,6 +50,9 @@ class _Provider(_Strict):
     # The provider's output cap: larger requests are clamped (Claude Code asks for 32000+).
     max_output_tokens: int | None = Field(default=None, gt=0)
     timeouts: Timeouts = Timeouts()
+    # xml: tools described in the system prompt and calls read back out of the text, for
+    # models without function calling (small local models); native: the API's own tools.
+    tool_format: Literal["native", "xml"] = "native"
 
     @field_validator("base_url")
     @classmethod
@@ -222,6 +225,7 @@ class Route(_Strict):
     reasoning_effort: Effort | None = None
     reasoning_summary: Summary | None = None
     verbosity: Verbosity | None = None
+    tool_format: Literal["native", "xml"] | None = None
     # Tried in order when this route's provider fails before its answer began (it cannot
     # connect, times out before the first byte, answers 429 or 5xx).
     fallbacks: list[Route] = []

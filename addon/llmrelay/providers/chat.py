@@ -14,6 +14,7 @@ from ..exchange import JSON, Answers, Ask, Forward, Reply, events_reply, is_even
 from ..protocols import anthropic as a
 from ..translate.chat_request import to_chat
 from ..translate.chat_response import ChatTranslator
+from ..translate.tool_text import TextToolTranslator
 
 needs_request = True  # the parsed Anthropic request, not only its bytes
 
@@ -47,6 +48,7 @@ def forward(ask: Ask) -> Forward:
         input_estimate=size // 4,
         secrets=config.secrets,
         secret_headers=("authorization", *(name.lower() for name in provider.headers)),
+        text_tools=names.text_tools,
     )
     scheme, host, port, prefix = provider.target
     return Forward((scheme, host, port, prefix + "/chat/completions"), headers, orjson.dumps(chat), exchange)
@@ -68,6 +70,7 @@ class Exchange(Answers):
     started: float = field(default_factory=time.monotonic)
     count_tokens_body: bytes | None = None  # never set here: count_tokens is answered locally
     used: ChatTranslator | None = None  # the last translator, for its usage
+    text_tools: set[str] | None = None  # tool_format xml: the tools offered in the system prompt
     first_byte: float | None = None  # monotonic time the provider's answer began
 
     @property
@@ -83,6 +86,8 @@ class Exchange(Answers):
 
     def translator(self) -> ChatTranslator:
         self.used = ChatTranslator(model=self.client_model, input_tokens=self.input_estimate, tool_names=self.tool_names)
+        if self.text_tools:  # tool_format xml: the model writes its calls in its text
+            return TextToolTranslator(self.used, self.text_tools)
         return self.used
 
     def reader(self) -> ChatTranslator:

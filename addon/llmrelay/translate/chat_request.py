@@ -57,6 +57,7 @@ class ToolNames:
     def __init__(self) -> None:
         self.original: dict[str, str] = {}  # short → original, for the response
         self.loaded: set[str] = set()
+        self.text_tools: set[str] | None = None  # tool_format xml: the tools offered in text
 
     def short(self, name: str) -> str:
         if _VALID_NAME.fullmatch(name):
@@ -108,10 +109,28 @@ def to_chat(req: a.Request, route: Route, provider: Provider, *, stream: bool) -
         user = req.metadata.user_id
         body["user"] = user if len(user) <= 64 else hashlib.sha256(user.encode()).hexdigest()
 
-    add_tools(req, names, provider, body, flat=False)
+    if (route.tool_format or provider.tool_format) == "xml":
+        _as_text(req, names, provider, body)
+    else:
+        add_tools(req, names, provider, body, flat=False)
 
     _reasoning(req, route.reasoning or provider.reasoning, body)
     return body, names
+
+
+def _as_text(req: a.Request, names: ToolNames, provider: Any, body: dict[str, Any]) -> None:
+    """`tool_format: xml`: no tools field; the tools described in the system message, and
+    earlier calls and results written as text (`tool_text`)."""
+    from . import tool_text
+
+    tools = [orjson.loads(orjson.dumps({"name": t.name, "description": t.description,
+                                        "input_schema": orjson.Fragment(bytes(t.input_schema) if t.input_schema else b"{}")}))
+             for t in (a.parse_tools(bytes(req.tools)) if req.tools and req.tools != _NULL else ())
+             if not a.is_server_tool(t) and _visible(t, names, req.tool_choice)]
+    names.text_tools = {tool["name"] for tool in tools}
+    if tools:
+        choice = req.tool_choice
+        body["messages"] = tool_text.as_text(body["messages"], tools, {"type": choice.type, "name": choice.name} if choice else None)
 
 
 def add_tools(req: a.Request, names: ToolNames, provider: Any, body: dict[str, Any], *, flat: bool) -> None:

@@ -224,3 +224,59 @@ def _object(text: str) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+class TextToolTranslator:
+    """A provider's translator whose model writes its tool calls as text: its events go
+    through `ToolEvents`. The same interface as the translators (`feed`, `finish`, `whole`,
+    `fail`, `error_type`, `usage`)."""
+
+    def __init__(self, inner: Any, tool_names: set[str]) -> None:
+        self.inner = inner
+        self.tools = ToolEvents(tool_names)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def error_type(self) -> str | None:
+        return "api_error" if self.tools.ended and self.inner.error_type is None else self.inner.error_type
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        return self.tools.feed(self.inner.feed(data))
+
+    def finish(self) -> list[dict[str, Any]]:
+        return self.tools.feed(self.inner.finish())
+
+    def whole(self, body: bytes) -> list[dict[str, Any]]:
+        return self.tools.feed(self.inner.whole(body))
+
+    def fail(self, status: int, message: str) -> list[dict[str, Any]]:
+        return [] if self.tools.ended else self.inner.fail(status, message)
+
+
+def as_text(messages: list[dict[str, Any]], tools: list[dict[str, Any]], choice: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Chat messages for a model without function calling: the tools in the system message,
+    earlier calls and results written as text, turns of one role merged."""
+    out: list[dict[str, Any]] = []
+    guide = instructions(tools, choice)
+    if messages and messages[0]["role"] == "system":
+        out.append({"role": "system", "content": f"{messages[0]['content']}\n\n{guide}"})
+        messages = messages[1:]
+    else:
+        out.append({"role": "system", "content": guide})
+    for message in messages:
+        role, content = message["role"], message.get("content")
+        if role == "assistant" and message.get("tool_calls"):
+            calls = [history_call(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
+            content = "\n".join([content, *calls] if content else calls)
+        elif role == "tool":
+            role, content = "user", f'<tool_result id="{message["tool_call_id"]}">\n{content}\n</tool_result>'
+        if not isinstance(content, str):  # parts (images): kept as they are
+            out.append({"role": role, "content": content})
+            continue
+        if out[-1]["role"] == role and isinstance(out[-1]["content"], str) and role != "system":
+            out[-1] = {"role": role, "content": out[-1]["content"] + "\n\n" + content}
+        else:
+            out.append({"role": role, "content": content})
+    return out
