@@ -285,6 +285,24 @@ class Relay(_Strict):
         return frozenset(found)
 
 
+class When(_Strict):
+    """A scenario rule's conditions (see `rules`): every one given must hold."""
+
+    model: str | None = None  # a glob on the client's model name
+    family: Literal["opus", "sonnet", "haiku"] | None = None
+    thinking: bool | None = None
+    tokens_over: int | None = Field(default=None, ge=0)
+    server_tool: str | None = None  # e.g. web_search
+    images: bool | None = None
+    kind: Literal["background", "subagent"] | None = None
+    header: dict[str, str] = {}
+
+
+class Rule(_Strict):
+    when: When
+    route: str | Route  # a key of models.routes, `passthrough`, or a route written out
+
+
 class Config(_Strict):
     providers: dict[str, Provider]
     # For the start-up report: where an unset environment variable gave its fallback (key
@@ -294,6 +312,7 @@ class Config(_Strict):
     models: Models
     prices: dict[str, Price] = {}  # upstream model name → price
     relay: Relay = Relay()
+    rules: list[Rule] = []  # tried before the model routes (`rules.py`)
 
     @model_validator(mode="after")
     def _known_providers(self) -> Config:
@@ -307,6 +326,11 @@ class Config(_Strict):
                                      "(it names the account's token file); set `account:`")
         named = [("models.default", self.models.default)] if isinstance(self.models.default, Route) else []
         named += [(f"models.routes.{key}", route) for key, route in self.models.routes.items()]
+        for i, rule in enumerate(self.rules):
+            if isinstance(rule.route, Route):
+                named.append((f"rules.{i}.route", rule.route))
+            elif rule.route != "passthrough" and rule.route not in self.models.routes:
+                raise ValueError(f"rules.{i}.route: {rule.route!r} is not a key of models.routes (or passthrough)")
         named += [(f"{where}.fallbacks.{i}", fallback) for where, route in list(named) for i, fallback in enumerate(route.fallbacks)]
         for where, route in named:
             if route.provider not in self.providers:
@@ -345,6 +369,20 @@ class Config(_Strict):
             return models.routes[family]
         named = self._named(model)
         return named if named is not None else default
+
+    def routed(self, model: str, req: Any = None, headers: dict[str, str] | None = None,
+               body: bytes | None = None) -> tuple[Route | None, int | None]:
+        """The route for a request: a scenario rule's (and which rule), else `route(model)`."""
+        if self.rules:
+            from .rules import pick
+
+            found = pick(self.rules, model, req, headers or {}, body)
+            if found is not None:
+                i, target = found
+                if target == "passthrough":
+                    return None, i
+                return (target if isinstance(target, Route) else self.models.routes[target]), i
+        return self.route(model), None
 
     def _named(self, model: str) -> Route | None:
         routes = [*self.models.routes.values(), *([self.models.default] if isinstance(self.models.default, Route) else [])]

@@ -58,7 +58,8 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
             # route or pass through, which only need the model.
             request: a.Request | RelayError | None = None if counting else _try(a.parse_request, body)
             envelope = request if isinstance(request, a.Request) else parse(a.parse_envelope, body)
-            route = config.route(envelope.model)
+            parsed = request if isinstance(request, a.Request) else None
+            route, rule = config.routed(envelope.model, parsed, headers, body) if not counting else (config.route(envelope.model), None)
             if route is None:
                 return Pass(envelope.stream)  # on to the reverse-mode target, untouched
             provider = config.providers[route.provider]
@@ -67,14 +68,15 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
                 return count_tokens_reply(body)
             if isinstance(request, RelayError) and kind.needs_request:
                 raise request
-            parsed = request if isinstance(request, a.Request) else None
-
             def make(route: Route) -> Forward:
                 provider = config.providers[route.provider]
                 return KINDS[provider.type].forward(Ask(config, route, provider, path, body, headers, envelope, parsed))
 
-            return _with_fallbacks(kind.forward(Ask(config, route, provider, path, body, headers, envelope, parsed)), route, make,
-                                   lambda r: parsed is not None or not KINDS[config.providers[r.provider].type].needs_request)
+            forward = _with_fallbacks(kind.forward(Ask(config, route, provider, path, body, headers, envelope, parsed)), route, make,
+                                      lambda r: parsed is not None or not KINDS[config.providers[r.provider].type].needs_request)
+            if rule is not None:
+                forward.exchange.rule = f"rules.{rule}"  # for the summary and the usage record
+            return forward
         if path in CHAT_PATHS:
             if method != "POST":
                 return _chat_error(405, f"{path} takes POST, not {method}")
@@ -110,7 +112,14 @@ def _chat(config: Config, body: bytes, headers: dict[str, str]) -> Reply | Forwa
         hub, options = openai_chat.to_hub(body)
     except RelayError as e:
         return _chat_error(e.status, scrub(str(e), config.secrets))
-    route = config.route(hub["model"])
+    if config.rules:
+        try:
+            facts = parse(a.parse_request, orjson.dumps(hub))
+        except RelayError:
+            facts = None
+        route, _ = config.routed(hub["model"], facts, headers, orjson.dumps(hub))
+    else:
+        route = config.route(hub["model"])
     if route is None:
         return _chat_error(404, f"model {hub['model']!r} does not route anywhere in this relay")
     provider = config.providers[route.provider]

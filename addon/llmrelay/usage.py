@@ -52,6 +52,9 @@ def record(exchange: Any, status: int, error_type: str | None = None, *, replaye
         "status": status,
         "error_type": error_type,
     }
+    rule = getattr(exchange, "rule", None)
+    if rule:  # the scenario rule that chose the route
+        out["rule"] = rule
     failures = getattr(exchange, "failures", None)
     if failures:  # the providers tried before the one that answered
         out["failed"] = list(failures)
@@ -87,6 +90,8 @@ def summary(entry: dict[str, Any]) -> str:
     tokens = f"{entry['input_tokens'] + entry['cache_read_input_tokens']} in / {entry['output_tokens']} out"
     status = f"{entry['status']} {entry['error_type']}" if entry["error_type"] else str(entry["status"])
     route = f"{entry['client_model']} → {entry['provider']}:{entry['model']}"
+    if entry.get("rule"):
+        route += f" ({entry['rule']})"
     replayed = " · replayed" if entry.get("replayed") else ""
     limits = f" · {limits_summary(entry['limits'])}" if entry.get("limits") else ""
     if entry.get("failed"):
