@@ -312,7 +312,7 @@ class Adapter:
         route = forward.exchange.route
         provider = self.config.providers[route.provider]
         call = Call("POST", f"{scheme}://{url.hostport(scheme, host, port)}{path}", list(forward.headers.items()),
-                    forward.body, provider.timeouts, route.provider)
+                    forward.body, provider.timeouts, forward.label or route.provider)
         return call, self._account(*forward.account) if forward.account else None
 
     def _account(self, name: str, issuer: str) -> oauth.Account:

@@ -120,7 +120,8 @@ class FaultyUpstream:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def set_script(self, faults: list[Fault]) -> None:
+    def set_script(self, faults: list) -> None:
+        """Faults in order (the last repeats); an entry may also be a callable `Seen -> Fault`."""
         self._script, self._used = list(faults), 0
         self.requests.clear()
 
@@ -169,8 +170,12 @@ class FaultyUpstream:
                         name, _, value = line.partition(":")
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.requests.append(Seen(method, path, headers, body))
-                if not await self._answer(self._next(), headers, writer):
+                seen = Seen(method, path, headers, body)
+                self.requests.append(seen)
+                fault = self._next()
+                if callable(fault):  # a fault chosen by the request (`Seen -> Fault`)
+                    fault = fault(seen)
+                if not await self._answer(fault, headers, writer):
                     return
         finally:
             writer.close()

@@ -4,6 +4,7 @@ while. Each case has a first provider of its own (cool-downs are per provider)."
 
 from __future__ import annotations
 
+import json
 import time
 
 import anthropic
@@ -119,3 +120,30 @@ def test_a_provider_that_failed_is_skipped_while_it_cools_down(client, relay, fa
     message = client.messages.create(model="claude-cooling", max_tokens=50, messages=HELLO)
     assert message.content[0].text == "From the fallback." and faulty.requests == []
     assert "skipped, failing lately" in last_record(relay)["failed"][0]
+
+
+def test_a_key_pool_rotates_on_429_and_keeps_the_keys_out_of_sight(faulty, tmp_path) -> None:
+    keys = ["sk-pool-first-0123456789", "sk-pool-second-0123456789"]
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+providers:
+  pooled: {{type: openai, base_url: {faulty.base_url}, api_key: {keys[0]}, api_keys: [{keys[1]}]}}
+models:
+  default: {{provider: pooled, model: m}}
+""")
+
+    def by_key(seen) -> Fault:
+        if seen.headers.get("authorization") == f"Bearer {keys[0]}":
+            return Fault("status", status=429, headers={"retry-after": "30"}, body=b'{"error": {"message": "quota"}}')
+        return Fault("ok", events=chat_events("from the second key"))
+
+    faulty.set_script([by_key])
+    with Relay(config, tmp_path) as relay:
+        client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
+        for _ in range(3):  # whichever key comes first in turn, the answer comes from the second
+            assert client.messages.create(model="claude-x", max_tokens=20, messages=HELLO).content[0].text == "from the second key"
+        sent = [r.headers["authorization"] for r in faulty.requests if r.method == "POST"]  # (not the start-up check)
+        assert sent.count(f"Bearer {keys[0]}") == 1  # once refused, the first key cools down
+        record = last_record(relay)
+        output = relay.output()
+    assert not any(key in output or key in json.dumps(record) for key in keys)

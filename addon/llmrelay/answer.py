@@ -42,6 +42,7 @@ import orjson
 from . import oauth
 from .errors import anthropic_status, scrub, scrub_bytes
 from .fronts import SLICE, AnthropicFront
+from .health import cooling, mark_failing
 from .loopback import Sink
 from .protocols import anthropic as a
 from .exchange import Reply, error_reply, message_reply
@@ -420,25 +421,7 @@ class Answer:
         return UpstreamError("timeout", f"{self.call.name}: no {self._expired} from the provider within {limit:g} s")
 
 
-# Providers that failed lately (name → until when, loop time): skipped while a fallback is left.
-_FAILING: dict[str, float] = {}
-COOL_DOWN = 30.0  # seconds a failing provider is skipped (relay.cool_down), or its retry-after, at most...
-MAX_COOL_DOWN = 300.0
 MAX_RETRY_WAIT = 5.0  # seconds waited on a retry-after before the same provider is asked again
-
-
-def mark_failing(name: str, retry_after: float | None, cool_down: float = COOL_DOWN) -> None:
-    _FAILING[name] = time.monotonic() + min(max(retry_after or 0.0, cool_down), MAX_COOL_DOWN)
-
-
-def cooling(name: str) -> bool:
-    until = _FAILING.get(name)
-    if until is None:
-        return False
-    if until <= time.monotonic():
-        del _FAILING[name]
-        return False
-    return True
 
 
 def _seconds(value: str | None) -> float | None:

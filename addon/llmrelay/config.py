@@ -44,6 +44,8 @@ class Timeouts(_Strict):
 class _Provider(_Strict):
     base_url: str
     api_key: SecretStr | None = None
+    # A key pool: more keys for the same provider, used in turn and rotated on 429 and 5xx.
+    api_keys: list[SecretStr] = []
     # false: ask the provider for one JSON answer; a streaming client still gets a stream.
     supports_streaming: bool = True
     headers: dict[str, str] = {}
@@ -66,6 +68,12 @@ class _Provider(_Strict):
     @property
     def key(self) -> str | None:
         return self.api_key.get_secret_value() or None if self.api_key else None
+
+    @cached_property
+    def pool(self) -> list[str]:
+        """Every key of the provider, `api_key` first."""
+        keys = [self.key] if self.key else []
+        return keys + [k.get_secret_value() for k in self.api_keys if k.get_secret_value()]
 
     @cached_property
     def host(self) -> str:
@@ -398,7 +406,7 @@ class Config(_Strict):
     @cached_property
     def secrets(self) -> tuple[str, ...]:
         """Every provider key and inbound key, to scrub from anything the relay shows or keeps."""
-        provider_keys = [p.key for p in self.providers.values() if p.key]
+        provider_keys = [k for p in self.providers.values() for k in getattr(p, "pool", ())]
         header_values = [v for p in self.providers.values() for v in p.headers.values() if len(v) >= 16]
         header_values += [v for p in self.providers.values() for v in getattr(p, "env", {}).values() if len(v) >= 16]
         return tuple(dict.fromkeys([*provider_keys, *header_values, *self.relay.inbound_keys]))

@@ -49,6 +49,7 @@ class Forward:
     account: tuple[str, str] | None = None
     # The route's fallbacks, in order: each makes the request for its own provider.
     fallbacks: list[Any] = field(default_factory=list)
+    label: str | None = None  # what errors call the provider: its name, or "name key 2" in a key pool
 
 
 def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:

@@ -14,6 +14,7 @@ without a proxy, and keeps the addon to a handful of lines per hook.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from typing import Any
 
 import orjson
 
-from . import gate
+from pydantic import SecretStr
+
+from . import gate, health
 from .config import Config, Route
 from .errors import RelayError, scrub
 from .exchange import Answers, Ask, Forward, FrontExchange, Pass, Reply, count_tokens_reply, error_reply, parse
@@ -68,12 +71,12 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
                 return count_tokens_reply(body)
             if isinstance(request, RelayError) and kind.needs_request:
                 raise request
-            def make(route: Route) -> Forward:
-                provider = config.providers[route.provider]
-                return KINDS[provider.type].forward(Ask(config, route, provider, path, body, headers, envelope, parsed))
+            def make(route: Route, provider: Any, label: str) -> Forward:
+                forward = KINDS[provider.type].forward(Ask(config, route, provider, path, body, headers, envelope, parsed))
+                forward.label = label
+                return forward
 
-            forward = _with_fallbacks(kind.forward(Ask(config, route, provider, path, body, headers, envelope, parsed)), route, make,
-                                      lambda r: parsed is not None or not KINDS[config.providers[r.provider].type].needs_request)
+            forward = _chain(config, route, make, lambda r: parsed is not None or not KINDS[config.providers[r.provider].type].needs_request)
             if rule is not None:
                 forward.exchange.rule = f"rules.{rule}"  # for the summary and the usage record
             return forward
@@ -126,8 +129,7 @@ def _chat(config: Config, body: bytes, headers: dict[str, str]) -> Reply | Forwa
     front = openai_chat.ChatFront(hub["model"], options["include_usage"])
     structured = openai_chat.wants_format(options)
 
-    def make(route: Route) -> Forward:
-        provider = config.providers[route.provider]
+    def make(route: Route, provider: Any, label: str) -> Forward:
         kind = KINDS[provider.type]
         data = dict(hub)
         if provider.type == "anthropic":
@@ -137,26 +139,67 @@ def _chat(config: Config, body: bytes, headers: dict[str, str]) -> Reply | Forwa
         envelope = request or parse(a.parse_envelope, hub_body)
         forward = kind.forward(Ask(config, route, provider, "/v1/messages", hub_body, {}, envelope, request, data))
         forward.exchange = FrontExchange(forward.exchange, front)
+        forward.label = label
         return forward
 
     # A fallback that cannot give a structured answer is left out when one is asked for.
     usable = lambda r: not structured or config.providers[r.provider].type == "openai"  # noqa: E731
     if provider.type == "openai":  # the same protocol: passed through, not translated twice
-        forward = chat.passed(Ask(config, route, provider, "/v1/chat/completions", body, headers, None, None), options["chat"], front)
-        return _with_fallbacks(forward, route, make, usable)
+        def passed(route: Route, provider: Any, label: str) -> Forward:
+            forward = chat.passed(Ask(config, route, provider, "/v1/chat/completions", body, headers, None, None), options["chat"], front)
+            forward.label = label
+            return forward
+
+        forward = _chain(config, route, passed, usable, fallbacks=False)
+        forward.fallbacks += _fallbacks(config, route, make, usable)  # (other providers: translated)
+        return forward
     if structured:
         return _chat_error(400, f"response_format is not supported by the {provider.type} provider {route.provider!r}")
     try:
-        forward = make(route)
+        return _chain(config, route, make, usable)
     except RelayError as e:
         return _chat_error(e.status, scrub(str(e), config.secrets))
-    return _with_fallbacks(forward, route, make, usable)
 
 
-def _with_fallbacks(forward: Forward, route: Route, make: Callable[[Route], Forward], usable: Callable[[Route], bool]) -> Forward:
-    """The route's fallbacks, each made only if it is needed."""
-    forward.fallbacks = [functools.partial(make, fallback) for fallback in route.fallbacks if usable(fallback)]
+def _chain(config: Config, route: Route, make: Callable[..., Forward], usable: Callable[[Route], bool],
+           fallbacks: bool = True) -> Forward:
+    """The route's request, and what to try when its provider fails, each made only if it is
+    needed: the other keys of a key pool, then the route's fallbacks (and their keys)."""
+    first, *others = _keys(config, route)
+    forward = make(route, *first)
+    forward.fallbacks = [functools.partial(make, route, *option) for option in others]
+    if fallbacks:
+        forward.fallbacks += _fallbacks(config, route, make, usable)
     return forward
+
+
+def _fallbacks(config: Config, route: Route, make: Callable[..., Forward], usable: Callable[[Route], bool]) -> list[Any]:
+    return [functools.partial(make, fallback, *option)
+            for fallback in route.fallbacks if usable(fallback) for option in _keys(config, fallback)]
+
+
+_TURNS: dict[str, itertools.count] = {}  # a key pool's next first key, per provider
+_KEYED: dict[tuple[int, int], Any] = {}  # (provider, key) → the provider with that key
+
+
+def _keys(config: Config, route: Route) -> list[tuple[Any, str]]:
+    """The provider's keys to try in order, as (provider with that key, label): a pool is used
+    in turn, keys failing lately last."""
+    provider = config.providers[route.provider]
+    pool = getattr(provider, "pool", [])
+    if len(pool) < 2:
+        return [(provider, route.provider)]
+    start = next(_TURNS.setdefault(route.provider, itertools.count()))
+    order = [(start + i) % len(pool) for i in range(len(pool))]
+    labels = {i: f"{route.provider} key {i + 1}" for i in order}
+    order.sort(key=lambda i: health.cooling(labels[i]))  # (stable: the turn order otherwise)
+    out = []
+    for i in order:
+        keyed = _KEYED.get((id(provider), i))
+        if keyed is None:
+            keyed = _KEYED[(id(provider), i)] = provider.model_copy(update={"api_key": SecretStr(pool[i]), "api_keys": []})
+        out.append((keyed, labels[i]))
+    return out
 
 
 def _for_anthropic(hub: dict[str, Any]) -> None:
