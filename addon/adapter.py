@@ -101,6 +101,7 @@ class Adapter:
         self._watch: asyncio.TimerHandle | None = None
         self._report: asyncio.Task | None = None
         self.claude: claude_settings.Session | None = None
+        self.spending: usage.Spending | None = None  # for route budgets
         self.config_stamp: tuple[int, int] | None = None
 
     def load(self, loader) -> None:
@@ -273,6 +274,11 @@ class Adapter:
             flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
             req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
             return
+        if isinstance(outcome, relay.Forward) and (refusal := self._over_budget(outcome)) is not None:
+            outcome = refusal
+            flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
+            req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
+            return
         if isinstance(outcome, relay.Forward):
             scheme, host, port, path = outcome.target
             authority = url.hostport(scheme, host, port)
@@ -305,6 +311,23 @@ class Adapter:
             flow.metadata[SIDE] = {"client_request": client_body}  # bytes: kept, not copied
             return
         self._pass(flow, headers, body, outcome.stream)
+
+    def _over_budget(self, forward: relay.Forward) -> relay.Reply | None:
+        """A route that has spent its daily budget is refused, in the client's protocol."""
+        route = forward.exchange.route
+        if route.budget is None:
+            return None
+        if self.spending is None or self.spending.prices is not self.config.prices:
+            self.spending = usage.Spending(ctx.options.adapter_data_dir if ctx.options.adapter_usage else None, self.config.prices)
+        reached = self.spending.over(route.provider, route.model, route.budget)
+        if reached is None:
+            return None
+        message = f"{route.provider}:{route.model} has used {reached} (its route's budget); it resets at 00:00 UTC"
+        headers = {"retry-after": str(usage.seconds_to_midnight()), "x-should-retry": "false"}
+        front = getattr(forward.exchange, "front", None)
+        if front is not None:
+            return relay.Reply(*front.error_reply(429, message, headers))
+        return relay.error_reply(429, message, headers)
 
     def _prepare(self, forward: relay.Forward) -> tuple[Call, oauth.Account | None]:
         """The call that sends a provider request, and the account that signs it."""
@@ -419,6 +442,8 @@ class Adapter:
         entry = usage.record(exchange, status, error_type, replayed=replayed)
         flow.comment = usage.summary(entry)  # the one-line summary mitmweb shows
         log.info(f"llmrelay: {flow.comment}")  # and the terminal
+        if self.spending is not None:
+            self.spending.add(entry)
         if self.usage_log is not None:
             try:
                 self.usage_log.write(entry)

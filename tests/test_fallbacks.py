@@ -147,3 +147,36 @@ models:
         record = last_record(relay)
         output = relay.output()
     assert not any(key in output or key in json.dumps(record) for key in keys)
+
+
+def test_a_route_that_spent_its_daily_budget_is_refused_until_the_day_ends(provider, tmp_path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+providers:
+  mock: {{type: openai, base_url: {provider.base_url}, api_key: {PROVIDER_KEY}}}
+models:
+  default: {{provider: mock, model: m, budget: {{tokens_per_day: 20}}}}
+  routes:
+    priced: {{provider: mock, model: priced-model, budget: {{usd_per_day: 0.01}}}}
+prices:
+  priced-model: {{input: 2000.0, output: 2000.0}}
+""")
+    provider.set_script([{"text": "Spent.", "usage": {"prompt_tokens": 15, "completion_tokens": 10, "total_tokens": 25}}])
+    with Relay(config, tmp_path) as relay:
+        client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
+        assert client.messages.create(model="claude-x", max_tokens=20, messages=HELLO).content[0].text == "Spent."
+        time.sleep(0.3)
+        with pytest.raises(anthropic.RateLimitError) as raised:
+            client.messages.create(model="claude-x", max_tokens=20, messages=HELLO)
+        assert "25 of its 20 tokens a day" in raised.value.body["error"]["message"]
+        assert int(raised.value.response.headers["retry-after"]) <= 86400
+        client.messages.create(model="priced", max_tokens=20, messages=HELLO)  # $0.05 at these prices
+        time.sleep(0.3)
+        with pytest.raises(anthropic.RateLimitError) as raised:
+            client.messages.create(model="priced", max_tokens=20, messages=HELLO)
+        assert "$0.05 of its $0.01 a day" in raised.value.body["error"]["message"]
+    # A new relay the same day reads what was spent from the usage records.
+    with Relay(config, tmp_path) as relay:
+        client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
+        with pytest.raises(anthropic.RateLimitError):
+            client.messages.create(model="claude-x", max_tokens=20, messages=HELLO)

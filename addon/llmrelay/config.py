@@ -224,6 +224,14 @@ class ClaudeCliProvider(_Strict):
         return "claude-cli"
 
 
+class Budget(_Strict):
+    """A route's daily limit (UTC days), from the usage records and `prices`; reached, its
+    requests get a 429 `rate_limit_error` until the day ends."""
+
+    tokens_per_day: int | None = Field(default=None, gt=0)  # input (cached included) and output tokens
+    usd_per_day: float | None = Field(default=None, gt=0)  # needs a price for the route's model
+
+
 class Route(_Strict):
     provider: str
     model: str
@@ -234,6 +242,7 @@ class Route(_Strict):
     reasoning_summary: Summary | None = None
     verbosity: Verbosity | None = None
     tool_format: Literal["native", "xml"] | None = None
+    budget: Budget | None = None
     # Tried in order when this route's provider fails before its answer began (it cannot
     # connect, times out before the first byte, answers 429 or 5xx).
     fallbacks: list[Route] = []

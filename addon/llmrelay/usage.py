@@ -152,3 +152,52 @@ def totals(entries: Iterable[dict[str, Any]], key: str, prices: dict[str, dict[s
         if price:
             row["cost"] += sum((entry.get(field) or 0) * price.get(kind, 0.0) for field, kind in PRICED.items()) / 1e6
     return out
+
+
+class Spending:
+    """What each (provider, model) has spent today (UTC), for route budgets: read once from
+    today's records, then kept up as requests are recorded."""
+
+    def __init__(self, folder: str | Path | None, prices: dict[str, Any]) -> None:
+        self.folder, self.prices = folder, prices
+        self.day = ""
+        self.spent: dict[tuple[str, str], list[float]] = {}  # → [tokens, usd]
+
+    def _today(self) -> None:
+        day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        if day == self.day:
+            return
+        self.day, self.spent = day, {}
+        path = Path(self.folder).expanduser() / "usage" / f"{day}.jsonl" if self.folder else None
+        if path is not None and path.exists():
+            for line in path.read_bytes().splitlines():
+                if line.strip():
+                    self.add(orjson.loads(line))
+
+    def add(self, entry: dict[str, Any]) -> None:
+        if entry.get("replayed"):
+            return
+        if self.day:
+            self._today()
+        tokens = sum(entry.get(f) or 0 for f in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))
+        price = self.prices.get(entry.get("model", ""))
+        usd = sum((entry.get(f) or 0) * getattr(price, kind, 0.0) for f, kind in PRICED.items()) / 1e6 if price else 0.0
+        row = self.spent.setdefault((entry.get("provider"), entry.get("model")), [0, 0.0])
+        row[0] += tokens
+        row[1] += usd
+
+    def over(self, provider: str, model: str, budget: Any) -> str | None:
+        """What limit the route has reached today, in words, or None."""
+        self._today()
+        tokens, usd = self.spent.get((provider, model), (0, 0.0))
+        if budget.tokens_per_day is not None and tokens >= budget.tokens_per_day:
+            return f"{tokens:,.0f} of its {budget.tokens_per_day:,} tokens a day"
+        if budget.usd_per_day is not None and usd >= budget.usd_per_day:
+            return f"${usd:.2f} of its ${budget.usd_per_day:.2f} a day"
+        return None
+
+
+def seconds_to_midnight() -> int:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    tomorrow = (now + datetime.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(int((tomorrow - now).total_seconds()), 1)
