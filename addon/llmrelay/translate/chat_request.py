@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
+from .. import presets
 from ..config import OpenAIProvider as Provider, Route
 from ..errors import RelayError
 from ..protocols import anthropic as a
@@ -91,6 +92,8 @@ def _effort(req: a.Request) -> str | None:
 def to_chat(req: a.Request, route: Route, provider: Provider, *, stream: bool) -> tuple[dict[str, Any], ToolNames]:
     names = ToolNames()
     body: dict[str, Any] = {"model": route.model, "messages": _messages(req, names, provider)}
+    if ID_FORMATS.get(getattr(provider, "host", "")) == "alnum9":
+        _nine_character_ids(body["messages"])
 
     cap = route.max_output_tokens or provider.max_output_tokens
     if req.max_tokens is not None or cap:
@@ -156,6 +159,25 @@ def add_tools(req: a.Request, names: ToolNames, provider: Any, body: dict[str, A
         body["parallel_tool_calls"] = False
 
 
+def _nine_character_ids(messages: list[dict[str, Any]]) -> None:
+    """Tool call ids as Mistral takes them: each mapped to nine letters and digits, the same
+    for the call and its result (its own ids already are)."""
+    def short(call_id: str) -> str:
+        if len(call_id) == 9 and call_id.isalnum() and call_id.isascii():
+            return call_id
+        digest = hashlib.sha256(call_id.encode()).digest()
+        return "".join(_ALNUM[b % 62] for b in digest[:9])
+
+    for message in messages:
+        for call in message.get("tool_calls") or ():
+            call["id"] = short(call["id"])
+        if message["role"] == "tool":
+            message["tool_call_id"] = short(message["tool_call_id"])
+
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
 def _visible(tool: a.Tool, names: ToolNames, choice: a.ToolChoice | None) -> bool:
     """A deferred tool is sent once loaded, or when the client forces its use (a choice of
     a tool that is not sent is refused)."""
@@ -176,11 +198,21 @@ def _reasoning(req: a.Request, control: str, body: dict[str, Any]) -> None:
             body["reasoning"] = {"max_tokens": budget} if budget else {"effort": effort}
 
 
+# Provider quirks of a Chat request, by the provider's host (each from the provider named):
+# - Gemini's OpenAI endpoint refuses JSON-schema keywords its Schema lacks (`presets.SCHEMA_DROPS`);
+# - Mistral takes only tool call ids of nine letters and digits ("Tool call id was … but
+#   must be a-z, A-Z, 0-9, with a length of 9"), so ids from elsewhere are mapped, stably;
+# - Groq and OpenAI refuse more than 128 tools in one request.
+ID_FORMATS = {"api.mistral.ai": "alnum9"}
+MAX_TOOLS = {"api.groq.com": 128, "api.openai.com": 128}
+
+
 class _ToolSet(NamedTuple):
     flat: bool  # Responses API layout (name and parameters beside `type`), else Chat's
     raw: msgspec.Raw  # a copy of the bytes they came as: the request's own die with it
     functions: list[tuple[a.Tool, orjson.Fragment]]  # each tool and its translation, as JSON
     shortened: dict[str, str]  # short name → original, for names that had to change
+    drops: tuple[str, ...] = ()  # the schema keywords left out for the provider
 
 
 _RECENT_TOOL_SETS: list[_ToolSet] = []
@@ -191,8 +223,9 @@ def _tool_set(raw: msgspec.Raw, provider: Any, *, flat: bool = False) -> _ToolSe
     """The translated tools, cached by their exact bytes: Claude Code sends the same ~60 KB of
     tool definitions on every turn, and comparing bytes is far cheaper than translating.
     Raw compares with Raw without copying either side out of its request body."""
+    drops = presets.schema_drops(provider)
     for entry in _RECENT_TOOL_SETS:
-        if entry.raw == raw and entry.flat == flat:
+        if entry.raw == raw and entry.flat == flat and entry.drops == drops:
             return entry
     data = bytes(raw)
     try:
@@ -200,14 +233,17 @@ def _tool_set(raw: msgspec.Raw, provider: Any, *, flat: bool = False) -> _ToolSe
     except a.InvalidRequest as e:
         raise RelayError(f"tools{e}" if str(e).startswith("[") else f"tools: {e}") from None
     names = ToolNames()
-    functions = [(tool, orjson.Fragment(orjson.dumps(_tool(tool, names, provider, flat)))) for tool in tools]
-    entry = _ToolSet(flat, msgspec.Raw(data), functions, names.original)
+    limit = MAX_TOOLS.get(getattr(provider, "host", ""))
+    if limit and len(tools) > limit:
+        raise RelayError(f"{len(tools)} tools, and {provider.host} takes at most {limit} in one request")
+    functions = [(tool, orjson.Fragment(orjson.dumps(_tool(tool, names, provider, flat, drops)))) for tool in tools]
+    entry = _ToolSet(flat, msgspec.Raw(data), functions, names.original, drops)
     _RECENT_TOOL_SETS.insert(0, entry)
     del _RECENT_TOOL_SETS[8:]
     return entry
 
 
-def _tool(tool: a.Tool, names: ToolNames, provider: Any, flat: bool) -> dict[str, Any]:
+def _tool(tool: a.Tool, names: ToolNames, provider: Any, flat: bool, drops: tuple[str, ...] = ()) -> dict[str, Any]:
     if a.is_server_tool(tool):
         raise RelayError(
             f"the tool {tool.name!r} ({tool.type}) runs on Anthropic's servers; "
@@ -216,6 +252,8 @@ def _tool(tool: a.Tool, names: ToolNames, provider: Any, flat: bool) -> dict[str
     schema = bytes(tool.input_schema) if tool.input_schema else b'{"type":"object","properties":{}}'
     if not schema.lstrip().startswith(b"{"):
         raise RelayError(f"the input_schema of tool {tool.name!r} is not a JSON object")
+    if drops:
+        schema = orjson.dumps(presets.clean_schema(orjson.loads(schema), drops))
     function: dict[str, Any] = {"name": names.short(tool.name), "parameters": orjson.Fragment(schema)}
     if tool.description:
         function["description"] = tool.description
