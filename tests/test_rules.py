@@ -12,7 +12,7 @@ from conftest import CLIENT_KEY, PROVIDER_KEY
 from llmrelay import usage
 from llmrelay.config import parse_config
 from llmrelay.protocols import anthropic as a
-from mock_anthropic import MockAnthropic
+from mock_anthropic import MockAnthropic, api_key_of
 from relay_process import Relay
 
 CONFIG = {
@@ -92,7 +92,7 @@ rules:
             answer = client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "news?"}],
                                             tools=[{"type": "web_search_20250305", "name": "web_search"}])
             assert answer.content[0].text == "Searched on Anthropic."
-            assert anthropic_api.requests[-1].headers["x-api-key"] == CLIENT_KEY  # the client's own key, to Anthropic
+            assert api_key_of(anthropic_api.requests[-1].headers) == CLIENT_KEY  # the client's own key, to Anthropic
             import time
             time.sleep(0.3)
             record = [r for r in usage.read(relay.data) if r.get("rule")][-1]
