@@ -441,7 +441,8 @@ class Adapter:
             return
         entry = usage.record(exchange, status, error_type, replayed=replayed)
         flow.comment = usage.summary(entry)  # the one-line summary mitmweb shows
-        log.info(f"llmrelay: {flow.comment}")  # and the terminal
+        if getattr(ctx.options, "termlog_verbosity", "info") in ("info", "debug"):  # (not at -q: logging costs each request)
+            log.info(f"llmrelay: {flow.comment}")  # and the terminal
         if self.spending is not None:
             self.spending.add(entry)
         if self.usage_log is not None:

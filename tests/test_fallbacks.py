@@ -180,3 +180,26 @@ prices:
         client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
         with pytest.raises(anthropic.RateLimitError):
             client.messages.create(model="claude-x", max_tokens=20, messages=HELLO)
+
+
+def test_claude_code_finishes_a_bash_task_through_a_fallback(provider, tmp_path) -> None:
+    import claude_code
+
+    provider.set_script([
+        {"text": "Writing it.", "tool_calls": [{"id": "call_f1", "name": "Bash", "arguments": {"command": "echo relayed > proof.txt", "description": "Write"}}]},
+        {"text": "Done: the file is written."},
+    ])
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+providers:
+  gone: {{type: openai, base_url: http://127.0.0.1:{free_port()}/v1, api_key: {PROVIDER_KEY}}}
+  mock: {{type: openai, base_url: {provider.base_url}, api_key: {PROVIDER_KEY}}}
+models:
+  default: {{provider: gone, model: m, fallbacks: [{{provider: mock, model: gpt-4.1}}]}}
+""")
+    work = tmp_path / "work"
+    work.mkdir()
+    with Relay(config, tmp_path) as relay:
+        result = claude_code.run("Write the word relayed to proof.txt.", relay.url, cwd=work, extra_env=claude_code.NO_RETRY_ENV, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (work / "proof.txt").read_text().strip() == "relayed" and "Done: the file is written." in result.stdout

@@ -280,3 +280,21 @@ def test_the_inbound_key_is_asked_of_openai_clients_too(relay) -> None:
     with pytest.raises(openai.AuthenticationError) as raised:
         wrong.chat.completions.create(model="claude-sonnet", messages=HI)
     assert set(raised.value.body) >= {"message", "type", "code"}
+
+
+CHAT = [p for p in sorted((FIXTURES / "openai-chat").glob("*.json")) if json.loads(p.read_text())["status"] == 200]
+
+
+@pytest.mark.parametrize("path", CHAT, ids=lambda p: p.stem)
+def test_chat_captures_pass_through_to_an_openai_client_untouched(path: Path) -> None:
+    # An OpenAI client in front of an OpenAI-compatible provider: the provider's own bytes.
+    from llmrelay.config import OpenAIProvider
+    from llmrelay.providers.chat import ChatPassExchange
+
+    fixture = json.loads(path.read_text())
+    exchange = ChatPassExchange("gpt-test", Route(provider="o", model="m"), OpenAIProvider(type="openai", base_url="https://o.test/v1"),
+                                fixture["stream"], front(fixture["stream"]), ())
+    reply = exchange.reply(200, {"content-type": fixture["content_type"]}, fixture["body"].encode())
+    assert reply.body == fixture["body"].encode()  # the provider's own bytes, nothing translated
+    assert reply.headers["content-type"] == fixture["content_type"]
+

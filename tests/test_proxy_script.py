@@ -48,3 +48,16 @@ def test_an_unknown_preset_is_one_clear_line(tmp_path) -> None:
     result = subprocess.run([str(ROOT / "scripts" / "proxy"), "--preset", "nosuch", "--model", "m"], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unknown preset 'nosuch'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        venv = Path(sys.executable).parent.parent
+        env = {**os.environ, "PORT": str(port), "HOME": str(tmp_path), "NO_CLAUDE_SETTINGS": "1", "VENV": str(venv)}
+        result = subprocess.run([str(ROOT / "scripts" / "proxy")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and f"port {port} is in use" in result.stderr and f"PORT={port + 1}" in result.stderr
