@@ -110,6 +110,7 @@ class Adapter:
         loader.add_option("adapter_usage", bool, True, "Append one usage record per routed request to <data dir>/usage/.")
         loader.add_option("adapter_claude_settings", bool, False,
                           "Point Claude Code's settings (~/.claude/settings.json) at this relay while it runs, and restore them after.")
+        loader.add_option("adapter_panels", bool, False, "Print a panel of each translated exchange in the terminal.")
         loader.add_option("adapter_stream_idle_timeout_ms", int, 300_000,
                           "CLAUDE_STREAM_IDLE_TIMEOUT_MS written with adapter_claude_settings; 0 leaves Claude Code's own.")
         both_sides.register(self.view)
@@ -441,7 +442,13 @@ class Adapter:
             return
         entry = usage.record(exchange, status, error_type, replayed=replayed)
         flow.comment = usage.summary(entry)  # the one-line summary mitmweb shows
-        if getattr(ctx.options, "termlog_verbosity", "info") in ("info", "debug"):  # (not at -q: logging costs each request)
+        if getattr(ctx.options, "adapter_panels", False):
+            import panels  # (rich is loaded only when panels are asked for)
+
+            side = flow.metadata.get(SIDE, {})
+            shown = side.get("client_response") or (self.unsent[flow.id].raw_content if flow.id in self.unsent else None)
+            panels.show(entry, side.get("client_request"), shown)
+        elif getattr(ctx.options, "termlog_verbosity", "info") in ("info", "debug"):  # (not at -q: logging costs each request)
             log.info(f"llmrelay: {flow.comment}")  # and the terminal
         if self.spending is not None:
             self.spending.add(entry)

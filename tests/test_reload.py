@@ -57,3 +57,18 @@ def test_every_translated_request_gets_a_line_in_the_terminal(provider, tmp_path
         assert until(lambda: "llmrelay: claude-sonnet-4-5 → mock:upstream-model · 12 in / 3 out · ttft " in relay.output())
         line = next(l for l in relay.output().splitlines() if "llmrelay: claude-sonnet-4-5 →" in l)
         assert line.rstrip().endswith(" · 200") and " ms · " in line
+
+
+def test_panels_show_each_exchange_in_the_terminal(provider, tmp_path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text(provider, "upstream-model"))
+    provider.set_script([{"text": "A panel answer.", "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}}])
+    with Relay(config, tmp_path, "--set", "adapter_panels=true") as relay:
+        client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0)
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "Show me a panel"}])
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=10, messages=HELLO) as stream:
+            stream.get_final_message()
+        assert until(lambda: relay.output().count("A panel answer.") >= 2)
+        out = relay.output()
+    assert "claude-sonnet-4-5 → mock:upstream-model" in out and "last: Show me a panel" in out and "12 in / 3 out" in out
+    assert "╭" in out and PROVIDER_KEY not in out
