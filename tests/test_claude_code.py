@@ -43,3 +43,29 @@ def test_claude_code_finishes_a_task_that_needs_a_tool(relay, provider, tmp_path
     assert calls[-1]["tool_calls"][0]["id"] == "call_bash_1"
     answer = second["messages"][second["messages"].index(calls[-1]) + 1]
     assert answer["role"] == "tool" and answer["tool_call_id"] == "call_bash_1"
+
+
+def test_claude_code_s_own_model_names_route_by_family(provider, tmp_path) -> None:
+    # Whatever Claude Code calls its models this release, the family keys take them.
+    from conftest import PROVIDER_KEY
+    from relay_process import Relay
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+providers:
+  mock: {{type: openai, base_url: {provider.base_url}, api_key: {PROVIDER_KEY}}}
+models:
+  default: {{provider: mock, model: not-by-family}}
+  routes:
+    opus: {{provider: mock, model: for-opus}}
+    sonnet: {{provider: mock, model: for-sonnet}}
+    haiku: {{provider: mock, model: for-haiku}}
+""")
+    provider.set_script([{"text": FINAL}])
+    with Relay(config, tmp_path) as relay:
+        for model, expected in ((None, "for-opus"), ("sonnet", "for-sonnet"), ("haiku", "for-haiku")):
+            provider.requests.clear()
+            result = claude_code.run("Say done.", relay.url, cwd=tmp_path, model=model, extra_env=claude_code.NO_RETRY_ENV, timeout=120)
+            assert result.returncode == 0, result.stdout + result.stderr
+            sent = {r.body["model"] for r in provider.requests if r.method == "POST"}
+            assert expected in sent, (model, sent)

@@ -131,3 +131,9 @@ def test_family_routes_take_claude_code_s_moving_model_names(name: str, model: s
 def test_a_free_model_name_reaches_the_provider_it_names(name: str, provider: str, model: str) -> None:
     route = parse_config(ROUTED).route(name)
     assert (route.provider, route.model) == (provider, model)
+
+
+def test_xml_tool_format_is_refused_where_it_would_do_nothing() -> None:
+    with pytest.raises(ConfigError, match="providers.r.tool_format: xml is for providers of type openai"):
+        parse_config({"providers": {"r": {"type": "openai-responses", "base_url": "https://r.test/v1", "tool_format": "xml"}},
+                      "models": {"default": {"provider": "r", "model": "m"}}})

@@ -343,6 +343,12 @@ class Config(_Strict):
                                      "(it names the account's token file); set `account:`")
         named = [("models.default", self.models.default)] if isinstance(self.models.default, Route) else []
         named += [(f"models.routes.{key}", route) for key, route in self.models.routes.items()]
+        for where, route in named:
+            if route.tool_format == "xml" and route.provider in self.providers and self.providers[route.provider].type != "openai":
+                raise ValueError(f"{where}.tool_format: xml is for providers of type openai (Chat Completions)")
+        for name, provider in self.providers.items():
+            if getattr(provider, "tool_format", "native") == "xml" and provider.type != "openai":
+                raise ValueError(f"providers.{name}.tool_format: xml is for providers of type openai (Chat Completions)")
         for i, rule in enumerate(self.rules):
             if isinstance(rule.route, Route):
                 named.append((f"rules.{i}.route", rule.route))
