@@ -35,7 +35,7 @@ from mock_anthropic import MockAnthropic
 from relay_process import Relay
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude-cli"
-KEY = "sk-ant-mock-key-0123456789abcdef"  # the mock's: longer than 15, so scrubbed
+KEY = "fake-anthropic-mock-key-for-tests"  # the mock's: longer than 15, so scrubbed
 MARK = "LLMRELAY_TEST_MARK"
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -304,7 +304,7 @@ def run_exchange(cfg, request: dict):
 
 
 def test_a_crash_says_why_with_the_end_of_stderr_and_no_secret(tmp_path) -> None:
-    secret = "sk-secret-token-0123456789"
+    secret = "fake-secret-token-for-tests"
     fake = tmp_path / "claude"
     fake.write_text(f"#!/bin/sh\ncat >/dev/null\necho 'not json on stdout'\necho 'fatal: cannot use {secret}' >&2\nexit 3\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
@@ -411,7 +411,7 @@ def relay(mock, tmp_path_factory):
         "cli-pair": provider(concurrency=2, queue=4),
         "cli-single": provider(concurrency=1, queue=0),
         "cli-short": provider(timeout=2, allowed_tools=["Bash"]),
-        "cli-badkey": provider(key="sk-ant-wrong-key-000000000000"),
+        "cli-badkey": provider(key="fake-wrong-key-for-tests-0000"),
         "cli-missing": provider(binary=str(workdir / "no-such-claude")),
     }
     routes = {f"claude-{name.removeprefix('cli-')}": {"provider": name, "model": "claude-sonnet-4-5"} for name in providers if name != "cli"}

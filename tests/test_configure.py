@@ -20,7 +20,7 @@ from llmrelay.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "configure"
-KEY = "sk-deepseek-secret-0123456789abcdef"
+KEY = "fake-deepseek-key-for-tests-0000cdef"
 SOURCE_LINE = "set -a; . ~/.llmrelay/secrets.env; set +a"
 
 
@@ -248,7 +248,7 @@ providers:
   local:
     type: openai
     base_url: http://127.0.0.1:9999/v1
-    api_key: sk-literal-0123456789abcdef
+    api_key: fake-literal-key-for-tests-0000cdef
 models:
   default: {provider: openai, model: gpt-4.1}
   routes:
@@ -264,7 +264,7 @@ def test_ls_lists_providers_and_routes_with_keys_masked(home: Path) -> None:
     result = run(home, "ls", "--config", str(config))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "sk-literal-0123456789abcdef" not in result.stdout and "****cdef" in result.stdout
+    assert "fake-literal-key-for-tests-0000cdef" not in result.stdout and "****cdef" in result.stdout
     providers = [line.split()[1] for line in lines if line.startswith("provider")]
     assert providers == ["openai", "deepseek", "local"]
     deepseek = next(line for line in lines if line.startswith("provider") and " deepseek " in line)
@@ -323,7 +323,7 @@ def test_reconfigure_starts_from_the_current_values_and_keeps_the_other_provider
     term.answer("Start the relay now?", "n")
     assert term.finish() == 0
 
-    assert "sk-literal-0123456789abcdef" not in term.output  # the kept literal key is masked in the review
+    assert "fake-literal-key-for-tests-0000cdef" not in term.output  # the kept literal key is masked in the review
     assert "route claude-3-haiku still goes to local" in review
     data = yaml.safe_load(config.read_text())
     assert list(data["providers"]) == ["openai", "deepseek", "local"]  # replaced in its place

@@ -123,7 +123,7 @@ def test_a_provider_that_failed_is_skipped_while_it_cools_down(client, relay, fa
 
 
 def test_a_key_pool_rotates_on_429_and_keeps_the_keys_out_of_sight(faulty, tmp_path) -> None:
-    keys = ["sk-pool-first-0123456789", "sk-pool-second-0123456789"]
+    keys = ["fake-pool-key-first-for-tests", "fake-pool-key-second-for-tests"]
     config = tmp_path / "config.yaml"
     config.write_text(f"""
 providers:

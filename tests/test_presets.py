@@ -23,7 +23,7 @@ KEY_ENVS = sorted({p["key_env"] for p in PRESETS.values() if "key_env" in p})
 @pytest.fixture
 def keys(monkeypatch):
     for name in KEY_ENVS:
-        monkeypatch.setenv(name, f"sk-{name.lower()}-0123456789")
+        monkeypatch.setenv(name, f"fake-{name.lower()}-for-tests")
 
 
 def load(preset: str, **given):
@@ -61,7 +61,7 @@ def test_every_preset_validates(name, keys) -> None:
         if key not in ("key_env", "type", "base_url"):
             assert getattr(provider, key) == value, key
     if "key_env" in preset:
-        assert provider.key == f"sk-{preset['key_env'].lower()}-0123456789"
+        assert provider.key == f"fake-{preset['key_env'].lower()}-for-tests"
     else:
         assert provider.key is None
 
@@ -105,7 +105,7 @@ def test_no_key_for_local_servers_and_sign_ins() -> None:
 
 
 def test_explicit_keys_win(monkeypatch) -> None:
-    monkeypatch.setenv("MY_KEY", "sk-mine-0123456789")
+    monkeypatch.setenv("MY_KEY", "fake-mine-for-tests")
     raw = {"ds": {"preset": "deepseek", "base_url": "https://gw.example.com/v1", "api_key": "${MY_KEY}",
                   "max_output_tokens": 65536, "reasoning_history": False, "headers": {"X-Team": "a"}}}
     expanded = apply(raw)["ds"]
@@ -114,7 +114,7 @@ def test_explicit_keys_win(monkeypatch) -> None:
                         "headers": {"X-Team": "a"}}
     provider = parse_config({"providers": apply(raw), "models": {"default": {"provider": "ds", "model": "deepseek-reasoner"}}}).providers["ds"]
     assert (provider.host, provider.key, provider.max_output_tokens, provider.echoes_reasoning) == (
-        "gw.example.com", "sk-mine-0123456789", 65536, False)
+        "gw.example.com", "fake-mine-for-tests", 65536, False)
 
 
 def test_an_explicit_null_key_means_no_key() -> None:
@@ -193,7 +193,7 @@ def test_for_cli(keys) -> None:
                     "models": {"default": {"provider": "deepseek", "model": "deepseek-chat"}}}
     config = parse_config(data)
     assert config.route("claude-sonnet-4-5").model == "deepseek-chat"
-    assert config.providers["deepseek"].key == "sk-deepseek_api_key-0123456789"
+    assert config.providers["deepseek"].key == "fake-deepseek_api_key-for-tests"
 
 
 def test_for_cli_resolves_aliases_and_sign_ins() -> None:

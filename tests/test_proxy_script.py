@@ -20,7 +20,7 @@ def test_a_one_line_start_from_a_preset(tmp_path) -> None:
     port = free_port()
     venv = Path(sys.executable).parent.parent
     env = {**os.environ, "PORT": str(port), "HOME": str(tmp_path), "LLMRELAY_DATA": str(tmp_path / "data"),
-           "NO_CLAUDE_SETTINGS": "1", "DEEPSEEK_API_KEY": "sk-from-env-0123456789", "VENV": str(venv)}
+           "NO_CLAUDE_SETTINGS": "1", "DEEPSEEK_API_KEY": "fake-env-key-for-tests-0000", "VENV": str(venv)}
     proc = subprocess.Popen([str(ROOT / "scripts" / "proxy"), "--preset", "deepseek", "--model", "deepseek-chat",
                              "--set", f"confdir={tmp_path / 'mitmproxy'}"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -39,7 +39,7 @@ def test_a_one_line_start_from_a_preset(tmp_path) -> None:
     finally:
         proc.terminate()
         out = proc.communicate(timeout=20)[0].decode()
-    assert "sk-from-env-0123456789" not in out and not (tmp_path / ".claude").exists()
+    assert "fake-env-key-for-tests-0000" not in out and not (tmp_path / ".claude").exists()
 
 
 def test_an_unknown_preset_is_one_clear_line(tmp_path) -> None:
