@@ -186,3 +186,27 @@ class FrontExchange:
     def reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
         reply = self.inner.reply(status, headers, body)
         return Reply(*self.front.reply(reply.status, reply.body, reply.headers))
+
+
+def provider_headers(provider: Any, stream: bool, more: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers of a JSON request to an OpenAI-style provider: what the answer may be, the
+    provider's key as a Bearer token (unless `more` signs it otherwise), then its own headers."""
+    headers = {
+        "content-type": JSON,
+        "accept": "text/event-stream" if stream else JSON,
+        "accept-encoding": "identity",  # the answer is read as raw bytes
+    }
+    if provider.key:
+        headers["authorization"] = "Bearer " + provider.key
+    headers.update(more or {})
+    headers.update(provider.headers)
+    return headers
+
+
+def checked(req: a.Request) -> a.Request:
+    """The request with its `max_tokens` checked (below 1: a 400; huge: clamped)."""
+    try:
+        req.max_tokens = a.checked_max_tokens(req.max_tokens)
+    except a.InvalidRequest as e:
+        raise RelayError(str(e)) from None
+    return req

@@ -9,9 +9,8 @@ from typing import Any
 import orjson
 
 from ..config import OpenAIProvider, Route
-from ..errors import RelayError, scrub, scrub_bytes, upstream_message
-from ..exchange import JSON, Answers, Ask, Forward, Reply, events_reply, is_event_stream, upstream_error
-from ..protocols import anthropic as a
+from ..errors import scrub, scrub_bytes, upstream_message
+from ..exchange import JSON, Answers, Ask, checked, provider_headers, Forward, Reply, events_reply, is_event_stream, upstream_error
 from ..translate.chat_request import to_chat
 from ..translate.chat_response import ChatTranslator
 from ..translate.tool_text import TextToolTranslator
@@ -24,21 +23,10 @@ def counts_tokens(provider: OpenAIProvider) -> bool:
 
 
 def forward(ask: Ask) -> Forward:
-    config, route, provider, req, size = ask.config, ask.route, ask.provider, ask.request, len(ask.body)
-    try:
-        req.max_tokens = a.checked_max_tokens(req.max_tokens)
-    except a.InvalidRequest as e:
-        raise RelayError(str(e)) from None
+    config, route, provider, req, size = ask.config, ask.route, ask.provider, checked(ask.request), len(ask.body)
     upstream_stream = req.stream and provider.supports_streaming
     chat, names = to_chat(req, route, provider, stream=upstream_stream)
-    headers = {
-        "content-type": JSON,
-        "accept": "text/event-stream" if upstream_stream else JSON,
-        "accept-encoding": "identity",  # the stream hook reads raw bytes
-    }
-    if provider.key:
-        headers["authorization"] = "Bearer " + provider.key
-    headers.update(provider.headers)
+    headers = provider_headers(provider, upstream_stream)
     exchange = Exchange(
         client_model=req.model,
         route=route,
@@ -112,10 +100,7 @@ def passed(ask: Ask, chat: dict, front: Any) -> Forward:
     are rewritten; the answer comes back as the provider sent it."""
     route, provider = ask.route, ask.provider
     stream = bool(chat.get("stream"))
-    headers = {"content-type": JSON, "accept": "text/event-stream" if stream else JSON, "accept-encoding": "identity"}
-    if provider.key:
-        headers["authorization"] = "Bearer " + provider.key
-    headers.update(provider.headers)
+    headers = provider_headers(provider, stream)
     exchange = ChatPassExchange(
         client_model=chat["model"], route=route, provider=provider, client_stream=stream, front=front,
         secrets=ask.config.secrets, secret_headers=("authorization", *(name.lower() for name in provider.headers)),

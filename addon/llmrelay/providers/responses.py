@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..config import ResponsesProvider, Route
-from ..errors import RelayError, scrub, upstream_message
-from ..exchange import JSON, Answers, Ask, Forward, Reply, error_reply, events_reply, is_event_stream, upstream_error
-from ..protocols import anthropic as a
+from ..errors import scrub, upstream_message
+from ..exchange import Answers, Ask, checked, provider_headers, Forward, Reply, error_reply, events_reply, is_event_stream, upstream_error
 from ..protocols import openai_responses as r
 from ..translate.responses_request import to_responses
 from ..translate.responses_response import ResponsesTranslator, when_reset
@@ -40,21 +39,12 @@ def counts_tokens(provider: ResponsesProvider) -> bool:
 
 
 def forward(ask: Ask) -> Forward:
-    req, route, provider = ask.request, ask.route, ask.provider
-    try:
-        req.max_tokens = a.checked_max_tokens(req.max_tokens)
-    except a.InvalidRequest as e:
-        raise RelayError(str(e)) from None
+    req, route, provider = checked(ask.request), ask.route, ask.provider
     stream = provider.codex or (req.stream and provider.supports_streaming)
     body, names, session = to_responses(req, route, provider, stream=stream)
-    headers = {
-        "content-type": JSON,
-        "accept": "text/event-stream" if stream else JSON,
-        "accept-encoding": "identity",
-    }
-    account = None
+    more, account = {}, None
     if provider.codex:
-        headers |= {
+        more = {
             "authorization": "Bearer (added when sent)",
             "originator": "codex_cli_rs",
             "user-agent": USER_AGENT,
@@ -63,9 +53,7 @@ def forward(ask: Ask) -> Forward:
             "session_id": session or str(uuid.uuid4()),
         }
         account = (provider.account, provider.issuer.rstrip("/"))
-    elif provider.key:
-        headers["authorization"] = "Bearer " + provider.key
-    headers.update(provider.headers)
+    headers = provider_headers(provider, stream, more)
     exchange = ResponsesExchange(
         client_model=req.model,
         route=route,
