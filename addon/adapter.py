@@ -396,22 +396,21 @@ class Adapter:
         answer = flight.answer
         _restore(flight)
         response = flow.response
-        client_side = b"".join(answer.sent)
         if answer.provider_status is not None:
             # A new response object: the one mitmproxy is sending to the client keeps its own
             # head, by which mitmproxy ends the message it streamed.
             shown = http.Response.make(answer.provider_status, b"", ())
             shown.headers = http.Headers(_redacted(tuple(_scrub_fields(answer.provider_headers, answer.secrets)), {b"set-cookie"}))
-            shown.raw_content = scrub_bytes(b"".join(answer.provider_raw), answer.secrets)
+            shown.raw_content = b"".join(answer.provider_raw)  # scrubbed as it was read
             shown.timestamp_start, shown.timestamp_end = response.timestamp_start, response.timestamp_end
             flow.response = shown
             if answer.exchange.client_stream:
                 if SIDE in flow.metadata:
-                    flow.metadata[SIDE]["client_response"] = client_side
+                    flow.metadata[SIDE]["client_response"] = b"".join(answer.sent)
             else:  # not sent yet: Translate gives it back after Save
                 self.unsent[flow.id] = response
         elif response.raw_content is None:  # the provider never answered: the flow shows the relay's own answer
-            response.raw_content = client_side
+            response.raw_content = b"".join(answer.sent)
         self.account(flow, answer.exchange, answer.status or response.status_code, answer.error_type)
         if sum(map(len, answer.provider_raw)) > BIG_ANSWER:
             self._give_back_memory()

@@ -206,6 +206,17 @@ def test_failed_responses_and_error_events_are_anthropic_errors(name: str) -> No
         assert "resets at " in events[-1]["error"]["message"] and "in 10 min" in events[-1]["error"]["message"]
 
 
+def test_a_failed_response_still_says_what_it_cost() -> None:
+    translator = ResponsesTranslator(model="claude-sonnet-4-5")
+    failed = {"type": "response.failed", "response": {"id": "resp_1", "status": "failed", "error": FAILURES["overloaded"][0],
+              "usage": {"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 200}, "output_tokens": 30,
+                        "output_tokens_details": {"reasoning_tokens": 20}}}}
+    events = translator.feed(events_of(CREATED, failed)) + translator.finish()
+    assert events[-1]["type"] == "error"
+    assert translator.usage == {"input_tokens": 1000, "cache_read_input_tokens": 200, "output_tokens": 30}
+    assert translator.reasoning_tokens == 20
+
+
 def test_a_usage_limit_before_the_stream_is_a_429_with_retry_after() -> None:
     body = json.dumps({"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached", "plan_type": "plus",
                                  "resets_at": None, "resets_in_seconds": 13872}}).encode()

@@ -19,7 +19,9 @@ Rules:
 - a stream passed through untouched (Anthropic-compatible providers, passthrough) is sent on
   whole events only, so that an error event after a cut never lands inside a half event; one
   that ends without `message_stop` or `error` gets an error event;
-- every known secret is scrubbed from what the client receives;
+- every known secret is scrubbed from the provider's answer as it is read, before anything
+  reads it (a key cut in two by the reads is held back until it is whole), and from what the
+  client receives;
 - what the provider said (status, headers, raw bytes) and what the client got are kept for
   the flow, so `-w` records the exchange with the provider and mitmweb shows both sides.
 
@@ -40,7 +42,7 @@ from typing import Any
 import orjson
 
 from . import oauth
-from .errors import anthropic_status, scrub, scrub_bytes
+from .errors import Scrubber, anthropic_status, scrub, scrub_bytes
 from .fronts import SLICE, AnthropicFront
 from .health import cooling, mark_failing
 from .loopback import Sink
@@ -242,7 +244,7 @@ class Answer:
 
     async def _stream(self, response: Response, translator: Any) -> None:
         """The provider's stream → the client's, read by read."""
-        held = b""  # passed through untouched: the incomplete last event, until it completes
+        held: list[bytes] = []  # passed through untouched: the incomplete last event, until it completes
         ended = False
 
         def on_chunk(chunk: bytes) -> list[bytes] | None:
@@ -250,10 +252,14 @@ class Answer:
             if translator is not None:
                 events = translator.feed(chunk)
                 return self.front.encode(events) if events else None
-            held += chunk
-            cut = _whole_events(held)
-            if cut:
-                whole, held = held[:cut], held[cut:]
+            # Only the new read is searched for an event's end (with the last bytes before it,
+            # where a blank line may have begun): linear however long one event is.
+            tail = held[-1][-3:] if held else b""
+            cut = _whole_events(tail + chunk) - len(tail)
+            if cut <= 0:
+                held.append(chunk)
+            else:
+                whole, held = b"".join([*held, chunk[:cut]]), [chunk[cut:]] if cut < len(chunk) else []
                 ended = ended or self.front.terminal(whole)
                 if ended and self.error_type is None and (found := _ERROR_TYPE.search(whole)):
                     self.error_type = found.group(1).decode()  # the provider's own error event, for the records
@@ -272,9 +278,10 @@ class Answer:
                 self._send(part)
             self.error_type = translator.error_type
         else:
+            held = b"".join(held)
             if held.strip():  # a last event without its blank line still counts
                 self._send(held + b"\n\n")
-            self.exchange.stream_ended(b"".join(self.provider_raw))
+            self.exchange.stream_ended(self.provider_raw)
             if not (ended or self.front.terminal(held)):
                 return self._fail_stream(None, UpstreamError("cut", f"{self.call.name}: the stream ended before the answer was complete"))
         self._end()
@@ -288,8 +295,10 @@ class Answer:
             _add(accumulator, reader.finish())
         except UpstreamError as failure:
             _add(accumulator, reader.fail(failure.status, scrub(str(failure), self._secret_texts)))
-        self.exchange.stream_ended(b"".join(self.provider_raw))
+        self.exchange.stream_ended(self.provider_raw)
         if accumulator.error is None and accumulator.message is not None:
+            # A huge message is written in a turn of its own: other requests go first.
+            await asyncio.sleep(0)
             self._reply(Reply(200, self.front.message(accumulator.message)))
         else:
             self._reply(message_reply(accumulator), converted=False)
@@ -300,21 +309,30 @@ class Answer:
         `UpstreamError`."""
         loop = asyncio.get_running_loop()
         idle = self.call.timeouts.idle
+        # Secrets go before anything reads the answer: what the flow keeps, the translators.
+        scrubber = Scrubber(self.secrets)
+        first = not self.provider_raw
         try:
             while chunk := await response.readany():
-                if not self.provider_raw:
-                    self.exchange.first_byte = time.monotonic()
-                self.provider_raw.append(chunk)
+                if first:
+                    self.exchange.first_byte, first = time.monotonic(), False
                 self._expect(loop.time() + idle, "data")
-                if each is not None and (out := each(chunk)):
-                    self._send(out[0])
-                    for part in out[1:]:  # a huge answer: other requests get a turn between slices
-                        await asyncio.sleep(0)
-                        self._send(part)
+                if chunk := scrubber.feed(chunk):
+                    await self._each(chunk, each)
+            if chunk := scrubber.flush():
+                await self._each(chunk, each)
         except asyncio.CancelledError:
             if self._expired is None:
                 raise
             raise self._expiry() from None
+
+    async def _each(self, chunk: bytes, each: Callable[[bytes], list[bytes] | None] | None) -> None:
+        self.provider_raw.append(chunk)
+        if each is not None and (out := each(chunk)):
+            self._send(out[0])
+            for part in out[1:]:  # a huge answer: other requests get a turn between slices
+                await asyncio.sleep(0)
+                self._send(part)
 
     # --- the client side ----------------------------------------------------------------
 

@@ -145,3 +145,37 @@ def scrub_bytes(data: bytes, secrets: Iterable[bytes]) -> bytes:
         if secret in data:
             data = data.replace(secret, b"[REDACTED]")
     return data
+
+
+class Scrubber:
+    """`scrub_bytes` for a body read by read. A read that ends with what may be the start of a
+    secret keeps those bytes back until the next read completes or refutes it, so no reader of
+    the reads (a translator handing a huge event on in pieces) ever gets a secret in two
+    halves. Whole events end with a blank line, which no key starts with: they are never
+    held back."""
+
+    __slots__ = ("secrets", "_held")
+
+    def __init__(self, secrets: tuple[bytes, ...]) -> None:
+        self.secrets = secrets
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._held:
+            chunk, self._held = self._held + chunk, b""
+        chunk = scrub_bytes(chunk, self.secrets)
+        cut = len(chunk)
+        for secret in self.secrets:
+            at = chunk.find(secret[:1], max(0, len(chunk) - len(secret) + 1))
+            while at >= 0 and not secret.startswith(chunk[at:]):
+                at = chunk.find(secret[:1], at + 1)
+            if at >= 0:
+                cut = min(cut, at)
+        if cut < len(chunk):
+            chunk, self._held = chunk[:cut], chunk[cut:]
+        return chunk
+
+    def flush(self) -> bytes:
+        """The body's end: what was held back was not a secret."""
+        held, self._held = self._held, b""
+        return held

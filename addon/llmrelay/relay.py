@@ -266,7 +266,7 @@ class PassExchange(Answers):
     def translator(self) -> None:
         return None
 
-    def stream_ended(self, raw: bytes) -> None:
+    def stream_ended(self, raw: list[bytes]) -> None:
         pass
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:

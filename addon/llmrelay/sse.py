@@ -4,12 +4,16 @@ The decoder follows the WHATWG event-stream rules and never assumes that a netwo
 on a line or a character: it buffers the incomplete last line, accepts CR, LF and CRLF (a CR
 at the end of one read may be the first half of a CRLF in the next) and skips `:` comment
 lines (OpenRouter's keep-alives). Data stays bytes until a complete event is handed to a JSON
-parser, so a character split across reads is never turned into U+FFFD.
+parser, so a character split across reads is never turned into U+FFFD. A reader that says
+which string values may be split (`splits`) gets a huge `data:` line in pieces as it
+arrives (`split`).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
+
+from . import split
 
 
 class Event(NamedTuple):
@@ -20,19 +24,30 @@ class Event(NamedTuple):
 class Decoder:
     """Turns chunks of bytes into complete events. `feed` as bytes arrive, `flush` at the end."""
 
-    __slots__ = ("_rest", "_long", "_event", "_data")
+    __slots__ = ("_rest", "_long", "_size", "_event", "_data", "_splits", "_piece", "_whole")
 
-    def __init__(self) -> None:
+    def __init__(self, splits: split.Splits | None = None) -> None:
         self._rest = b""
         self._long: list[bytes] = []  # reads of a line still without its end, joined once it ends
+        self._size = 0  # of the long line so far
         self._event: str | None = None
         self._data: list[bytes] = []
+        self._splits = splits
+        self._piece: split.Piece | None = None  # the long line being handed on in pieces
+        self._whole = False  # this line is not to be split (tried once)
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if self._piece is not None:
+            return self._more(chunk)
         if self._rest and b"\n" not in chunk and b"\r" not in chunk:
             # A long line arriving read by read (a 20 MB `data:` line): joining it to what came
             # before on every read would cost the square of its length.
+            if not self._long:
+                self._size = len(self._rest)
             self._long.append(chunk)
+            self._size += len(chunk)
+            if self._size > split.LONG and self._splits is not None and not self._whole:
+                return self._begin()
             return []
         if self._long:
             end = chunk.find(b"\n")
@@ -44,7 +59,7 @@ class Decoder:
                 start = 6 if rest[5:6] == b" " else 5
                 tail = chunk[: end - 1] if end and chunk[end - 1] == 0x0D else chunk[:end]
                 self._data.append(b"".join([rest[start:], *self._long, tail]))
-                self._rest, self._long = b"", []
+                self._rest, self._long, self._whole = b"", [], False
                 return self.feed(chunk[end + 1 :]) if end + 1 < len(chunk) else []
             self._rest = b"".join([self._rest, *self._long])
             self._long = []
@@ -68,6 +83,8 @@ class Decoder:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buf.split(b"\n")
         self._rest = lines.pop() + held
+        if lines:
+            self._whole = False
         events: list[Event] = []
         data = self._data
         for line in lines:
@@ -83,9 +100,45 @@ class Decoder:
 
     def flush(self) -> list[Event]:
         """End of stream: a last line or event without its blank line still counts."""
+        if self._piece is not None:  # cut inside the string: the reader sees the line as it is
+            self._rest, self._piece = b"data: " + self._piece.rest(), None
         rest, self._rest = b"".join([self._rest, *self._long]).rstrip(b"\r"), b""
         self._long = []
         return self.feed(rest + b"\n\n")
+
+    def _begin(self) -> list[Event]:
+        """A long line: if it is inside a string its reader lets us split, the pieces so far."""
+        self._whole = True  # one try per line
+        line = b"".join([self._rest, *self._long])
+        self._rest, self._long = line, []
+        if self._data or not line.startswith(b"data:") or b"\r" in line:
+            return []
+        start = 6 if line[5:6] == b" " else 5
+        found = split.open_string(line, start)
+        if found is None:
+            return []
+        path, quote, closers = found
+        prefix = line[start : quote + 1]
+        if not self._splits(self._event, path, prefix):
+            return []
+        self._piece = split.Piece(prefix, closers, line[quote + 1 :])
+        self._rest = b""
+        return self._take()
+
+    def _more(self, chunk: bytes) -> list[Event]:
+        piece = self._piece
+        ended, end = piece.more(chunk)
+        if not ended:
+            return self._take()
+        # The string ended (or its line did): the last piece is the rest of the line, read
+        # as any line is.
+        self._piece = None
+        self._rest = b"data: " + piece.rest() + chunk[:end]
+        return self.feed(chunk[end:])
+
+    def _take(self) -> list[Event]:
+        data = self._piece.take()
+        return [] if data is None else [Event(self._event, data)]
 
     def _field(self, line: bytes) -> None:
         if line[0] == 0x3A:  # ":" comment

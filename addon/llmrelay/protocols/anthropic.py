@@ -289,6 +289,15 @@ def error_event(error_type: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": error_type, "message": message}}
 
 
+_DELTA_PATHS = frozenset({("delta", "text"), ("delta", "thinking"), ("delta", "partial_json")})
+
+
+def splits(event: str | None, path: tuple, prefix: bytes) -> bool:
+    """Whether a huge string in an event may be read in pieces (`split`): a block delta's
+    text, thinking or partial JSON, whose pieces mean what the whole does."""
+    return path in _DELTA_PATHS and (event == "content_block_delta" or (event is None and b'"content_block_delta"' in prefix))
+
+
 class Accumulator:
     """Rebuilds one message from stream events, for clients that did not ask for a stream.
 

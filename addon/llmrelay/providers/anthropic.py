@@ -57,9 +57,9 @@ class AnthropicExchange(Answers):
     usage: dict[str, int] | None = None
     first_byte: float | None = None
 
-    def stream_ended(self, raw: bytes) -> None:
+    def stream_ended(self, raw: list[bytes]) -> None:
         """The provider's stream, passed through whole: read its usage."""
-        self.usage = usage_in(sse_events(raw))
+        self.usage = usage_in(sse_events(b"".join(raw)))
 
     def translator(self) -> None:
         """None: the stream goes to the client exactly as the provider sent it."""
@@ -95,7 +95,7 @@ class AnthropicEvents:
     stream that ends without `message_stop` (or an `error`) for a whole answer."""
 
     def __init__(self) -> None:
-        self._decoder = sse.Decoder()
+        self._decoder = sse.Decoder(a.splits)
         self.ended = False
         self.error_type: str | None = None
 

@@ -69,7 +69,7 @@ class Exchange(Answers):
     def usage(self) -> dict[str, int] | None:
         return self.used.usage if self.used else None
 
-    def stream_ended(self, raw: bytes) -> None:
+    def stream_ended(self, raw: list[bytes]) -> None:
         pass  # the translator already read the usage on the way
 
     def translator(self) -> ChatTranslator:
@@ -136,8 +136,8 @@ class ChatPassExchange(Answers):
     def streams(self, status: int, headers: dict[str, str]) -> bool:
         return 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream")
 
-    def stream_ended(self, raw: bytes) -> None:
-        for event in reversed(sse_events_of(raw)):
+    def stream_ended(self, raw: list[bytes]) -> None:
+        for event in reversed(sse_events_of(b"".join(raw))):
             if isinstance(event, dict) and event.get("usage"):
                 self._read_usage(event["usage"])
                 return

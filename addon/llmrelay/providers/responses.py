@@ -95,7 +95,7 @@ class ResponsesExchange(Answers):
     def began(self, status: int, headers: dict[str, str]) -> None:
         self.limits = {k: v for k, v in headers.items() if k.startswith("x-codex-")}
 
-    def stream_ended(self, raw: bytes) -> None:
+    def stream_ended(self, raw: list[bytes]) -> None:
         pass
 
     def translator(self) -> ResponsesTranslator:

@@ -25,7 +25,10 @@ Rules, source → target:
 - `[DONE]` or a `finish_reason` closes open blocks and the message; a stream whose bytes end
   without either was cut short, and ends with an `error` event (never as a success);
 - a tool call whose arguments are not complete JSON when the answer ends is never closed as a
-  tool use: the answer ends with an `error` event instead, so no agent acts on half a command.
+  tool use: the answer ends with an `error` event instead, so no agent acts on half a command;
+- a huge chunk (a whole answer in one line) is read in pieces as it arrives when the long
+  string is a delta's text or a call's arguments (`SPLIT`), unless a `finish_reason` comes
+  before it.
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ STOP_REASONS: dict[str, str] = {
 }
 
 _TOOL_ID = re.compile(r"[A-Za-z0-9_-]+")
+SPLIT = frozenset({"content", "reasoning_content", "reasoning", "refusal"})  # delta texts read in pieces
+_FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
+
+
+def _splits(event: str | None, path: tuple, prefix: bytes) -> bool:
+    """Whether a huge string in a chunk may be read in pieces (`split`): pieces of a delta's
+    text, or of a call's arguments, mean what the whole does."""
+    if path[:1] != ("choices",) or path[2:3] != ("delta",) or _FINISHED.search(prefix):
+        return False
+    return (len(path) == 4 and path[3] in SPLIT) or (path[3:4] == ("tool_calls",) and path[-2:] == ("function", "arguments"))
 
 
 class TranslationError(Exception):
@@ -74,7 +87,7 @@ class ChatTranslator:
         self.message_id = a.new_id("msg_")
         self._input_estimate = input_tokens
         self._tool_names = tool_names or {}
-        self._decoder = sse.Decoder()
+        self._decoder = sse.Decoder(_splits)
         self._events: list[dict[str, Any]] = []
         self._started = False
         self.ended = False  # message_stop or error sent

@@ -26,9 +26,10 @@ Rules, source → target:
   `response.failed` and `error` events → an Anthropic `error` event by `ERROR_STATUS` (rate
   and usage limits → `rate_limit_error`, the reset time in words);
 - usage → `input_tokens` (cached apart as `cache_read_input_tokens`), `output_tokens`, and
-  the reasoning tokens kept for usage records;
+  the reasoning tokens kept for usage records (a failed response's too);
 - a stream whose bytes end before `response.completed` / `incomplete` / `failed` was cut
-  short and ends with an `error` event, never as a success.
+  short and ends with an `error` event, never as a success;
+- a huge delta event (a whole answer in one line) is read in pieces as it arrives (`split`).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ResponsesTranslator:
         self.message_id = a.new_id("msg_")
         self._input_estimate = input_tokens
         self._tool_names = tool_names or {}
-        self._decoder = sse.Decoder()
+        self._decoder = sse.Decoder(_splits)
         self._events: list[dict[str, Any]] = []
         self._started = False
         self._items: dict[int, _Item] = {}
@@ -237,8 +238,10 @@ class ResponsesTranslator:
         self._on_done(_end_of(response), response.get("status") or data["type"].removeprefix("response."), response.get("output"))
 
     def _on_failed(self, data: dict[str, Any]) -> None:
-        error = (data.get("response") or {}).get("error") or data.get("error") or data
-        self._error(error)
+        response = data.get("response") or {}
+        if response.get("usage"):  # what the failed attempt cost, for the usage records
+            self.usage, self.reasoning_tokens = r.usage(response["usage"])
+        self._error(response.get("error") or data.get("error") or data)
 
     def _on_error(self, data: dict[str, Any]) -> None:
         self._error(data.get("error") if isinstance(data.get("error"), dict) else data)
@@ -438,6 +441,16 @@ def _end_of(response: dict[str, Any]) -> _End:
 _STARTS = frozenset({"response.created", "response.in_progress", "response.queued"})
 _ENDS = frozenset({"response.completed", "response.incomplete"})
 _TYPE = re.compile(rb'"type"\s*:\s*"([^"]+)"')
+
+
+_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta", "response.reasoning_summary_text.delta",
+                     "response.reasoning_text.delta", "response.function_call_arguments.delta"})
+
+
+def _splits(event: str | None, path: tuple, prefix: bytes) -> bool:
+    """Whether a huge string in an event may be read in pieces: a delta's, whose pieces mean
+    what the whole does."""
+    return path == ("delta",) and (_sniffed(prefix) or event) in _DELTAS
 
 
 def _sniffed(data: bytes) -> str:
