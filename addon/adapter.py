@@ -336,7 +336,7 @@ class Adapter:
         route = forward.exchange.route
         provider = self.config.providers[route.provider]
         call = Call("POST", f"{scheme}://{url.hostport(scheme, host, port)}{path}", list(forward.headers.items()),
-                    forward.body, provider.timeouts, forward.label or route.provider)
+                    forward.body, provider.timeouts, forward.label or route.provider, verified=bool(forward.account))
         return call, self._account(*forward.account) if forward.account else None
 
     def _account(self, name: str, issuer: str) -> oauth.Account:
@@ -350,7 +350,7 @@ class Adapter:
 
     async def _post(self, url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         """A POST for the token issuer, over the relay's own upstream leg."""
-        return await self._fetch(Call("POST", url, list(headers.items()), body, ISSUER_TIMEOUTS, "the sign-in issuer"))
+        return await self._fetch(Call("POST", url, list(headers.items()), body, ISSUER_TIMEOUTS, "the sign-in issuer", verified=True))
 
     async def _get(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
         """A GET for the start-up report."""

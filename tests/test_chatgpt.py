@@ -289,3 +289,52 @@ def test_claude_code_finishes_a_bash_task(relay, issuer, codex, responses, signe
     outputs = [item for item in second["input"] if item["type"] == "function_call_output"]
     assert outputs[-1]["call_id"] == "call_bash_1"
     assert mock.requests[1].returned_encrypted  # the reasoning came back with the tool result
+
+
+def test_tokens_never_travel_where_certificates_go_unchecked(issuer, codex, tmp_path_factory) -> None:
+    # `ssl_insecure`, set for a local model's self-signed certificate, does not reach the calls
+    # that carry a sign-in's tokens: the ChatGPT backend, and the issuer when it refreshes.
+    from faulty_upstream import UntrustedTLS
+
+    workdir = tmp_path_factory.mktemp("insecure")
+    with UntrustedTLS(workdir) as tls:
+        untrusted = f"https://127.0.0.1:{tls.port}"
+        config = workdir / "config.yaml"
+        config.write_text(f"""
+providers:
+  local:
+    type: openai
+    base_url: {untrusted}/v1
+    api_key: {PROVIDER_KEY}
+  chatgpt:
+    type: chatgpt
+    base_url: {untrusted}/backend-api/codex
+    issuer: {issuer.url}
+  expired:
+    type: chatgpt
+    account: expired
+    base_url: {codex.base_url}
+    issuer: {untrusted}
+models:
+  default: {{provider: local, model: m}}
+  routes:
+    claude-chatgpt: {{provider: chatgpt, model: gpt-5.4}}
+    claude-expired: {{provider: expired, model: gpt-5.4}}
+""")
+        with Relay(config, workdir, "--set", "ssl_insecure=true") as relay:
+            sign_in(relay, issuer)
+            issuer.access_ttl = -10
+            stale = sign_in(relay, issuer, "expired")
+            issuer.access_ttl = 3600
+            client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
+            said = {}
+            for model in ("claude-local", "claude-chatgpt", "claude-expired"):
+                with pytest.raises(anthropic.APIStatusError) as raised:
+                    client.messages.create(model=model, max_tokens=10, messages=HELLO)
+                said[model] = raised.value.body["error"]["message"]
+            output = relay.output()
+    assert "TLS" not in said["claude-local"]  # the handshake passed: the setting is on
+    assert "CERTIFICATE_VERIFY_FAILED" in said["claude-chatgpt"]
+    assert "CERTIFICATE_VERIFY_FAILED" in said["claude-expired"]
+    for secret in (stale.access_token, stale.refresh_token):
+        assert secret not in output and secret not in json.dumps(said)

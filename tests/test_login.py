@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from llmrelay import oauth
+from llmrelay import oauth, signin
 from mock_issuer import MockIssuer
 from test_oauth import assert_no_secret, free_port, seed
 
@@ -78,7 +78,7 @@ def test_browser_sign_in(issuer, tmp_path):
         status, out, err = finish(proc)
     assert status == 0, err
     assert page.status_code == 200 and "Signed in" in page.text
-    assert page.url.host == "localhost" and page.url.port in oauth.CALLBACK_PORTS
+    assert page.url.host == "localhost" and page.url.port in signin.CALLBACK_PORTS
     assert query["redirect_uri"] == f"http://localhost:{page.url.port}/auth/callback"
     assert issuer.authorizations[-1] == query and issuer.exchanges == 1
     assert {k: query[k] for k in ("scope", "originator", "id_token_add_organizations", "codex_cli_simplified_flow")} == {

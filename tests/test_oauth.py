@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from llmrelay import oauth
+from llmrelay import oauth, signin
 from mock_issuer import CLIENT_ID, MockIssuer, httpx_post, jwt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def free_port() -> int:
 def test_claims_reads_a_jwt_payload_without_checking_it():
     token = jwt({"exp": 1767225600, "sub": "u-1", "x": "é" * 5})  # lengths that need padding back
     assert oauth.claims(token) == {"exp": 1767225600, "sub": "u-1", "x": "é" * 5}
-    for bad in ("", "abc", "a.b", "a.b.c.d", "a.!!!.c", f"a.{oauth._b64(b'[1, 2]')}.c", f"a.{oauth._b64(b'nope')}.c", None):
+    for bad in ("", "abc", "a.b", "a.b.c.d", "a.!!!.c", f"a.{signin._b64(b'[1, 2]')}.c", f"a.{signin._b64(b'nope')}.c", None):
         assert oauth.claims(bad) == {}
 
 
@@ -195,10 +195,10 @@ def test_concurrent_requests_share_one_refresh(issuer, tmp_path):
 
 TWO_PROCESSES = """
 import asyncio, hashlib, sys, time
-from llmrelay import oauth
+from llmrelay import oauth, signin
 start, data_dir, issuer = float(sys.argv[1]), sys.argv[2], sys.argv[3]
 time.sleep(max(0.0, start - time.time()))
-tokens = asyncio.run(oauth.Account("work", data_dir, issuer=issuer, post=oauth.stdlib_post()).tokens())
+tokens = asyncio.run(oauth.Account("work", data_dir, issuer=issuer, post=signin.stdlib_post()).tokens())
 print(hashlib.sha256(tokens.access_token.encode()).hexdigest())
 """
 
@@ -343,7 +343,7 @@ def test_a_refresh_answer_without_an_access_token_changes_nothing(tmp_path):
 
 
 def test_the_authorize_address_is_the_codex_clis():
-    url = oauth.authorize_url("https://auth.openai.com/", "http://localhost:1455/auth/callback", "c" * 43, "st")
+    url = signin.authorize_url("https://auth.openai.com/", "http://localhost:1455/auth/callback", "c" * 43, "st")
     assert url.startswith("https://auth.openai.com/oauth/authorize?")
     assert "%20" in url and "+" not in url  # spaces in the scope encoded as the Codex CLI does
     query = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query)
@@ -352,16 +352,16 @@ def test_the_authorize_address_is_the_codex_clis():
                      ("scope", "openid profile email offline_access"), ("code_challenge", "c" * 43),
                      ("code_challenge_method", "S256"), ("id_token_add_organizations", "true"),
                      ("codex_cli_simplified_flow", "true"), ("state", "st"), ("originator", "codex_cli_rs")]
-    verifier, challenge = oauth.pkce()
+    verifier, challenge = signin.pkce()
     assert re.fullmatch(r"[A-Za-z0-9_-]{86}", verifier) and re.fullmatch(r"[A-Za-z0-9_-]{43}", challenge)
-    assert oauth._b64(hashlib.sha256(verifier.encode()).digest()) == challenge
+    assert signin._b64(hashlib.sha256(verifier.encode()).digest()) == challenge
 
 
 async def browser_login(issuer: MockIssuer, data_dir: Path, visits, timeout: float = 5.0):
     """Run `login` on a free port; `visits(redirect_uri, state)` lists the callback queries the
     browser sends, and returns what each got back."""
     shown: asyncio.Future = asyncio.get_running_loop().create_future()
-    job = asyncio.ensure_future(oauth.login(data_dir, "work", post=httpx_post, issuer=issuer.url, ports=(0,),
+    job = asyncio.ensure_future(signin.login(data_dir, "work", post=httpx_post, issuer=issuer.url, ports=(0,),
                                             show=shown.set_result, timeout=timeout))
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(await shown).query))
     answers = []
@@ -371,7 +371,7 @@ async def browser_login(issuer: MockIssuer, data_dir: Path, visits, timeout: flo
             answers.append((response.status_code, response.text))
     try:
         return await job, answers
-    except oauth.LoginFailed as e:
+    except signin.LoginFailed as e:
         return e, answers
 
 
@@ -386,7 +386,7 @@ def test_the_callback_waits_for_its_own_state_and_reports_a_refusal(issuer, tmp_
     assert answers[0] == (404, "Not Found")
     assert answers[1] == (400, "State mismatch")
     assert answers[2][0] == 400 and "access_denied" in answers[2][1]
-    assert isinstance(outcome, oauth.LoginFailed) and str(outcome) == "the sign-in was refused: access_denied (User said no)"
+    assert isinstance(outcome, signin.LoginFailed) and str(outcome) == "the sign-in was refused: access_denied (User said no)"
     assert issuer.exchanges == 0 and oauth.load(tmp_path, "work") is None
 
 
@@ -421,7 +421,7 @@ def test_a_sign_in_nobody_finishes_times_out(issuer, tmp_path):
 def test_device_sign_in_with_a_numeric_interval(tmp_path):
     with MockIssuer(device_interval=5, device_pending=0) as issuer:
         shown = []
-        tokens = asyncio.run(oauth.device_login(tmp_path, "work", post=httpx_post, issuer=issuer.url,
+        tokens = asyncio.run(signin.device_login(tmp_path, "work", post=httpx_post, issuer=issuer.url,
                                                 show=lambda url, code: shown.append((url, code))))
         assert shown == [(f"{issuer.url}/codex/device", issuer.user_codes[0])]
         assert issuer.exchanges == 1 and issuer.is_live(tokens.access_token)
@@ -435,8 +435,8 @@ def test_device_sign_in_off_on_the_issuer(tmp_path):
     async def post(url, headers, body):
         return 404, b'{"detail": "Not Found"}'
 
-    with pytest.raises(oauth.LoginFailed, match="device-code sign-in is not enabled"):
-        asyncio.run(oauth.device_login(tmp_path, "work", post=post, show=lambda url, code: None))
+    with pytest.raises(signin.LoginFailed, match="device-code sign-in is not enabled"):
+        asyncio.run(signin.device_login(tmp_path, "work", post=post, show=lambda url, code: None))
 
 
 def test_a_codex_cli_sign_in_can_be_imported_and_is_left_alone(issuer, tmp_path):
@@ -447,7 +447,7 @@ def test_a_codex_cli_sign_in_can_be_imported_and_is_left_alone(issuer, tmp_path)
                                     "tokens": {k: answer[k] for k in ("id_token", "access_token", "refresh_token")}
                                     | {"account_id": issuer.account_id}}, option=orjson.OPT_INDENT_2))
     before = codex.read_bytes()
-    tokens = oauth.codex_tokens(codex)
+    tokens = signin.codex_tokens(codex)
     assert (tokens.access_token, tokens.refresh_token, tokens.account_id) == (
         answer["access_token"], answer["refresh_token"], issuer.account_id)
     oauth.save(tmp_path / "data", "work", tokens)
@@ -456,23 +456,23 @@ def test_a_codex_cli_sign_in_can_be_imported_and_is_left_alone(issuer, tmp_path)
     assert issuer.refreshes == 1 and codex.read_bytes() == before
 
     codex.write_text('{"OPENAI_API_KEY": "sk-x", "auth_mode": "apikey"}')
-    with pytest.raises(oauth.LoginFailed, match="holds no ChatGPT sign-in \\(auth_mode 'apikey'\\)"):
-        oauth.codex_tokens(codex)
-    with pytest.raises(oauth.LoginFailed, match="does not exist"):
-        oauth.codex_tokens(tmp_path / "missing.json")
+    with pytest.raises(signin.LoginFailed, match="holds no ChatGPT sign-in \\(auth_mode 'apikey'\\)"):
+        signin.codex_tokens(codex)
+    with pytest.raises(signin.LoginFailed, match="does not exist"):
+        signin.codex_tokens(tmp_path / "missing.json")
 
 
 def test_revoking_ends_the_sign_in(issuer, tmp_path):
     tokens = seed(issuer, tmp_path, ttl=30)
-    asyncio.run(oauth.revoke(tokens.refresh_token, issuer=issuer.url, post=httpx_post))
+    asyncio.run(signin.revoke(tokens.refresh_token, issuer=issuer.url, post=httpx_post))
     _, path, headers, body = issuer.requests[-1]
     assert path == "/oauth/revoke" and headers["content-type"] == "application/json"
     assert orjson.loads(body) == {"token": tokens.refresh_token, "token_type_hint": "refresh_token", "client_id": CLIENT_ID}
     assert tokens.refresh_token in issuer.revoked and not issuer.is_live(tokens.access_token)
     with pytest.raises(oauth.AuthError, match="was revoked"):
         asyncio.run(account(issuer, tmp_path).tokens())
-    with pytest.raises(oauth.RevokeFailed, match="could not reach"):
-        asyncio.run(oauth.revoke("x", issuer=f"http://127.0.0.1:{free_port()}", post=httpx_post))
+    with pytest.raises(signin.RevokeFailed, match="could not reach"):
+        asyncio.run(signin.revoke("x", issuer=f"http://127.0.0.1:{free_port()}", post=httpx_post))
 
 
 def test_remove_deletes_the_token_file(issuer, tmp_path):

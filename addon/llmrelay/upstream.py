@@ -75,6 +75,9 @@ class Call:
     body: bytes
     timeouts: Timeouts
     name: str  # the provider's name, for error messages
+    # Certificates checked even when mitmproxy's `ssl_insecure` is set (for a local model's
+    # self-signed certificate): calls that carry a sign-in's tokens.
+    verified: bool = False
 
 
 class Upstream:
@@ -82,14 +85,17 @@ class Upstream:
     upstream connections live and die with each client connection)."""
 
     def __init__(self, *, verify: bool = True, ca_file: str | None = None) -> None:
+        checked = ssl.create_default_context(cafile=ca_file or _certifi())
+        checked.set_alpn_protocols(["http/1.1"])
         if verify:
-            context = ssl.create_default_context(cafile=ca_file or _certifi())
+            context = checked
         else:
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        context.set_alpn_protocols(["http/1.1"])
+            context.set_alpn_protocols(["http/1.1"])
         self._ssl = context
+        self._checked = checked
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
 
     async def open(self, call: Call, sent: Callable[[], None] | None = None) -> Response:
@@ -98,7 +104,7 @@ class Upstream:
         parts = urlsplit(call.url)
         tls = parts.scheme == "https"
         host = parts.hostname or ""
-        key = (parts.scheme, host, parts.port or (443 if tls else 80))
+        key = (parts.scheme, host, parts.port or (443 if tls else 80), call.verified)
         request = _request_bytes(call, parts)
         for attempt in (1, 2):
             conn = self._kept(key)
@@ -120,7 +126,7 @@ class Upstream:
             return response
         raise AssertionError("unreachable")
 
-    def _kept(self, key: tuple[str, str, int]) -> _Connection | None:
+    def _kept(self, key: tuple[str, str, int, bool]) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -128,14 +134,14 @@ class Upstream:
                 return conn
         return None
 
-    async def _connect(self, key: tuple[str, str, int], call: Call) -> _Connection:
-        scheme, host, port = key
+    async def _connect(self, key: tuple[str, str, int, bool], call: Call) -> _Connection:
+        scheme, host, port, verified = key
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(call.timeouts.connect):
                 _, conn = await loop.create_connection(
                     lambda: _Connection(self, key), host, port,
-                    ssl=self._ssl if scheme == "https" else None,
+                    ssl=(self._checked if verified else self._ssl) if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None,
                 )
         except TimeoutError:
