@@ -196,7 +196,21 @@ def test_a_huge_anthropic_delta_arrives_in_pieces(step) -> None:
 SECRET = b"fake-provider-key-for-tests-0123456789"
 
 
-def test_a_secret_split_across_reads_is_scrubbed_before_anyone_reads_it() -> None:
+@pytest.mark.parametrize("step", [1, 5, 64, 100])
+def test_no_piece_ends_inside_a_secret(step) -> None:
+    # Each piece is scrubbed on its own on the way to the client: a key cut in two would pass.
+    text = (AWKWARD * 3 + SECRET.decode()) * 12
+    translator = ChatTranslator(model="m")
+    translator.decoder.keep = (SECRET,)
+    events = translate(translator, chat_stream({"content": text}), step)
+    pieces = deltas(events)
+    assert len(pieces) > 3 and "".join(pieces) == text
+    secret = SECRET.decode()  # (the text around it has none of its characters at its ends)
+    for piece in pieces:
+        assert not any(piece.endswith(secret[:k]) or piece.startswith(secret[-k:]) for k in range(1, len(secret)))
+
+
+def test_a_secret_split_across_reads_is_scrubbed_in_the_flows_copy() -> None:
     body = chat_stream({"content": "x" * 300 + SECRET.decode() + "y" * 300})
     start = body.index(SECRET)
     for cut in range(start - 2, start + len(SECRET) + 2):

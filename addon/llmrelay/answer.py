@@ -19,9 +19,9 @@ Rules:
 - a stream passed through untouched (Anthropic-compatible providers, passthrough) is sent on
   whole events only, so that an error event after a cut never lands inside a half event; one
   that ends without `message_stop` or `error` gets an error event;
-- every known secret is scrubbed from the provider's answer as it is read, before anything
-  reads it (a key cut in two by the reads is held back until it is whole), and from what the
-  client receives;
+- every known secret is scrubbed from what the client receives, and from the flow's copy of
+  the provider's answer read by read (a key cut in two by the reads included); a huge event
+  handed on in pieces is never cut inside a secret;
 - what the provider said (status, headers, raw bytes) and what the client got are kept for
   the flow, so `-w` records the exchange with the provider and mitmweb shows both sides.
 
@@ -244,6 +244,7 @@ class Answer:
 
     async def _stream(self, response: Response, translator: Any) -> None:
         """The provider's stream → the client's, read by read."""
+        _guard(translator, self.secrets)
         held: list[bytes] = []  # passed through untouched: the incomplete last event, until it completes
         ended = False
 
@@ -270,7 +271,7 @@ class Answer:
             return None
 
         try:
-            await self._read(response, on_chunk)
+            await self._read(response, on_chunk, first_token=True)
         except UpstreamError as failure:
             return self._fail_stream(translator, failure)
         if translator is not None:
@@ -290,6 +291,7 @@ class Answer:
         """A streamed answer for a client that wants one message: rebuilt as it arrives, so
         a long answer never holds the event loop for more than one read."""
         accumulator = a.Accumulator()
+        _guard(reader, self.secrets)
         try:
             await self._read(response, lambda chunk: _add(accumulator, reader.feed(chunk)))
             _add(accumulator, reader.finish())
@@ -303,36 +305,45 @@ class Answer:
         else:
             self._reply(message_reply(accumulator), converted=False)
 
-    async def _read(self, response: Response, each: Callable[[bytes], list[bytes] | None] | None = None) -> None:
-        """Reads the body to its end into `provider_raw`, handing each read to `each`, and
-        sends the client what `each` returns; a failure or a timeout comes out as
-        `UpstreamError`."""
+    async def _read(self, response: Response, each: Callable[[bytes], list[bytes] | None] | None = None, *,
+                    first_token: bool = False) -> None:
+        """Reads the body to its end, handing each read to `each` and sending the client what
+        it returns; a failure or a timeout comes out as `UpstreamError`. The flow's copy
+        (`provider_raw`) is scrubbed read by read, and with `first_token` (a client waiting
+        for its stream) only once the client has had something: it never delays a token."""
         loop = asyncio.get_running_loop()
         idle = self.call.timeouts.idle
-        # Secrets go before anything reads the answer: what the flow keeps, the translators.
         scrubber = Scrubber(self.secrets)
+        unscrubbed: list[bytes] = []
         first = not self.provider_raw
         try:
             while chunk := await response.readany():
                 if first:
                     self.exchange.first_byte, first = time.monotonic(), False
                 self._expect(loop.time() + idle, "data")
-                if chunk := scrubber.feed(chunk):
-                    await self._each(chunk, each)
-            if chunk := scrubber.flush():
-                await self._each(chunk, each)
+                unscrubbed.append(chunk)
+                if each is not None and (out := each(chunk)):
+                    self._send(out[0])
+                    for part in out[1:]:  # a huge answer: other requests get a turn between slices
+                        await asyncio.sleep(0)
+                        self._send(part)
+                if self._content_sent or not first_token:
+                    self._keep(scrubber, unscrubbed)
         except asyncio.CancelledError:
             if self._expired is None:
                 raise
             raise self._expiry() from None
+        finally:
+            self._keep(scrubber, unscrubbed, end=True)
 
-    async def _each(self, chunk: bytes, each: Callable[[bytes], list[bytes] | None] | None) -> None:
-        self.provider_raw.append(chunk)
-        if each is not None and (out := each(chunk)):
-            self._send(out[0])
-            for part in out[1:]:  # a huge answer: other requests get a turn between slices
-                await asyncio.sleep(0)
-                self._send(part)
+    def _keep(self, scrubber: Scrubber, chunks: list[bytes], end: bool = False) -> None:
+        """Reads into the flow's copy, scrubbed (a key cut in two by the reads included)."""
+        for chunk in chunks:
+            if chunk := scrubber.feed(chunk):
+                self.provider_raw.append(chunk)
+        chunks.clear()
+        if end and (tail := scrubber.flush()):
+            self.provider_raw.append(tail)
 
     # --- the client side ----------------------------------------------------------------
 
@@ -483,6 +494,14 @@ class _Read:
 def _add(accumulator: a.Accumulator, events: list[dict[str, Any]]) -> None:
     for event in events:
         accumulator.add(event)
+
+
+def _guard(translator: Any, secrets: tuple[bytes, ...]) -> None:
+    """A translator hands a huge event on in pieces (`split`), each scrubbed on its way to the
+    client: no piece may end inside a secret."""
+    decoder = getattr(translator, "decoder", None)
+    if decoder is not None:
+        decoder.keep = secrets
 
 
 def _whole_events(buf: bytes) -> int:

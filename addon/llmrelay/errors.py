@@ -148,11 +148,10 @@ def scrub_bytes(data: bytes, secrets: Iterable[bytes]) -> bytes:
 
 
 class Scrubber:
-    """`scrub_bytes` for a body read by read. A read that ends with what may be the start of a
-    secret keeps those bytes back until the next read completes or refutes it, so no reader of
-    the reads (a translator handing a huge event on in pieces) ever gets a secret in two
-    halves. Whole events end with a blank line, which no key starts with: they are never
-    held back."""
+    """`scrub_bytes` for a body read by read (the flow's copy of a provider's answer). A read
+    that ends with what may be the start of a secret keeps those bytes back until the next
+    read completes or refutes it, so a key cut in two by the reads is scrubbed too. Whole
+    events end with a blank line, which no key starts with: they are never held back."""
 
     __slots__ = ("secrets", "_held")
 

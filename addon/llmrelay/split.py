@@ -78,12 +78,23 @@ class Piece:
         self.size += len(chunk)
         return False, len(chunk)
 
-    def take(self) -> bytes | None:
-        """The next event's JSON, when enough of the string has arrived to cut a piece."""
+    def take(self, keep: tuple[bytes, ...] = ()) -> bytes | None:
+        """The next event's JSON, when enough of the string has arrived to cut a piece; no
+        piece ends inside one of the secrets in `keep`."""
         if self.size < PIECE:
             return None
         raw = b"".join(self.raw)
-        cut = safe_cut(raw)
+        end = len(raw)
+        if keep:
+            end -= max(map(len, keep)) - 1  # a secret may begin here and end in a later read
+            moved = True
+            while moved and end > 0:
+                moved = False
+                for secret in keep:
+                    at = raw.find(secret, max(0, end - len(secret) + 1), end + len(secret) - 1)
+                    if 0 <= at < end:
+                        end, moved = at, True
+        cut = safe_cut(raw, max(end, 0))
         if cut == 0:
             self.raw = [raw]
             return None
@@ -140,11 +151,11 @@ def open_string(value: bytes, pos: int = 0) -> tuple[Path, int, bytes] | None:
     return None
 
 
-def safe_cut(raw: bytes) -> int:
-    """How much of `raw`, a string body that goes on, can be a piece: not inside an escape,
-    not between the halves of a surrogate pair, not inside a UTF-8 character."""
-    cut = len(raw)
-    last = raw.rfind(b"\\", max(0, cut - 12))
+def safe_cut(raw: bytes, end: int | None = None) -> int:
+    """How much of `raw[:end]`, a string body that goes on, can be a piece: not inside an
+    escape, not between the halves of a surrogate pair, not inside a UTF-8 character."""
+    cut = len(raw) if end is None else end
+    last = raw.rfind(b"\\", max(0, cut - 12), cut)
     if last >= 0 and _run(raw, last) % 2 == 1:  # it opens an escape: cut before it
         cut = last
         if cut >= 6 and _HIGH.fullmatch(raw, cut - 6, cut) and _run(raw, cut - 6) % 2 == 1:

@@ -24,7 +24,7 @@ class Event(NamedTuple):
 class Decoder:
     """Turns chunks of bytes into complete events. `feed` as bytes arrive, `flush` at the end."""
 
-    __slots__ = ("_rest", "_long", "_size", "_event", "_data", "_splits", "_piece", "_whole")
+    __slots__ = ("_rest", "_long", "_size", "_event", "_data", "_splits", "_piece", "_whole", "keep")
 
     def __init__(self, splits: split.Splits | None = None) -> None:
         self._rest = b""
@@ -35,6 +35,8 @@ class Decoder:
         self._splits = splits
         self._piece: split.Piece | None = None  # the long line being handed on in pieces
         self._whole = False  # this line is not to be split (tried once)
+        # Secrets no piece may end inside: what the client gets is scrubbed piece by piece.
+        self.keep: tuple[bytes, ...] = ()
 
     def feed(self, chunk: bytes) -> list[Event]:
         if self._piece is not None:
@@ -65,15 +67,16 @@ class Decoder:
             self._long = []
         # The usual read: one whole event of one data line (`data: {...}` and a blank line)
         # with nothing pending; no need to split it into lines.
-        pending = self._rest or self._data or self._event is not None
-        one_line = chunk.find(b"\n") == len(chunk) - 2 and chunk.endswith(b"\n\n") and b"\r" not in chunk
-        if not pending and one_line and chunk.startswith(b"data: "):
-            return [Event(None, chunk[6:-2])]
-        # The other usual read: `event: x`, `data: {...}` and a blank line (Anthropic, the
-        # Responses API), again one whole event and nothing pending.
-        if not pending and chunk.startswith(b"event: ") and chunk.endswith(b"\n\n") and chunk.count(b"\n") == 3:
+        # (Only `find` and `in` look for line ends here: they run at memchr speed, where
+        # `count` and `split` go byte by byte, ~60 µs for a 78 KB `response.created`.)
+        if not (self._rest or self._data or self._event is not None) and chunk.endswith(b"\n\n") and b"\r" not in chunk:
             cut = chunk.find(b"\n")
-            if chunk.startswith(b"data: ", cut + 1) and b"\r" not in chunk:
+            last = len(chunk) - 2
+            if cut == last and chunk.startswith(b"data: "):
+                return [Event(None, chunk[6:-2])]
+            # The other usual read: `event: x`, `data: {...}` and a blank line (Anthropic, the
+            # Responses API), again one whole event and nothing pending.
+            if chunk.startswith(b"event: ") and chunk.startswith(b"data: ", cut + 1) and chunk.find(b"\n", cut + 1) == last:
                 return [Event(chunk[7:cut].decode("utf-8", "replace"), chunk[cut + 7 : -2])]
         buf = self._rest + chunk if self._rest else chunk
         held = b""
@@ -81,21 +84,25 @@ class Decoder:
             if buf.endswith(b"\r"):  # maybe half of a CRLF: decide when more arrives
                 buf, held = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buf.split(b"\n")
-        self._rest = lines.pop() + held
-        if lines:
-            self._whole = False
+        # Line by line with `find` (memchr), each `data:` value cut out in one copy.
         events: list[Event] = []
         data = self._data
-        for line in lines:
-            if line.startswith(b"data:"):  # the common case first, without a call
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif line:
-                self._field(line)
+        find, pos = buf.find, 0
+        while (end := find(b"\n", pos)) >= 0:
+            if buf.startswith(b"data:", pos):  # the common cases first, without a call
+                data.append(buf[pos + 6 if buf[pos + 5] == 0x20 else pos + 5 : end])
+            elif buf.startswith(b"event: ", pos):
+                self._event = buf[pos + 7 : end].decode("utf-8", "replace")
+            elif end > pos:
+                self._field(buf[pos:end])
             elif data or self._event is not None:
                 events.append(Event(self._event, data[0] if len(data) == 1 else b"\n".join(data)))
                 self._event = None
                 data = self._data = []
+            pos = end + 1
+        self._rest = (buf[pos:] if pos else buf) + held
+        if pos:
+            self._whole = False  # a line ended: the next may be split
         return events
 
     def flush(self) -> list[Event]:
@@ -137,7 +144,7 @@ class Decoder:
         return self.feed(chunk[end:])
 
     def _take(self) -> list[Event]:
-        data = self._piece.take()
+        data = self._piece.take(self.keep)
         return [] if data is None else [Event(self._event, data)]
 
     def _field(self, line: bytes) -> None:

@@ -95,15 +95,15 @@ class AnthropicEvents:
     stream that ends without `message_stop` (or an `error`) for a whole answer."""
 
     def __init__(self) -> None:
-        self._decoder = sse.Decoder(a.splits)
+        self.decoder = sse.Decoder(a.splits)
         self.ended = False
         self.error_type: str | None = None
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        return self._read(self._decoder.feed(data))
+        return self._read(self.decoder.feed(data))
 
     def finish(self) -> list[dict[str, Any]]:
-        events = self._read(self._decoder.flush())
+        events = self._read(self.decoder.flush())
         if not self.ended:
             events += self.fail(502, "the provider's stream ended before the answer was complete")
         return events

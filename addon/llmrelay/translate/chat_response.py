@@ -87,7 +87,7 @@ class ChatTranslator:
         self.message_id = a.new_id("msg_")
         self._input_estimate = input_tokens
         self._tool_names = tool_names or {}
-        self._decoder = sse.Decoder(_splits)
+        self.decoder = sse.Decoder(_splits)
         self._events: list[dict[str, Any]] = []
         self._started = False
         self.ended = False  # message_stop or error sent
@@ -106,14 +106,14 @@ class ChatTranslator:
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Network bytes of an SSE stream → the Anthropic events they complete."""
-        for event in self._decoder.feed(data):
+        for event in self.decoder.feed(data):
             self._on_sse(event)
         return self._take()
 
 
     def finish(self) -> list[dict[str, Any]]:
         """End of the upstream bytes: whatever is still open is closed in protocol order."""
-        for event in self._decoder.flush():
+        for event in self.decoder.flush():
             self._on_sse(event)
         if not self.ended:
             if not self._started:

@@ -74,7 +74,7 @@ class ResponsesTranslator:
         self.message_id = a.new_id("msg_")
         self._input_estimate = input_tokens
         self._tool_names = tool_names or {}
-        self._decoder = sse.Decoder(_splits)
+        self.decoder = sse.Decoder(_splits)
         self._events: list[dict[str, Any]] = []
         self._started = False
         self._items: dict[int, _Item] = {}
@@ -93,12 +93,12 @@ class ResponsesTranslator:
     # --- input ------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        for event in self._decoder.feed(data):
+        for event in self.decoder.feed(data):
             self._on_sse(event)
         return self._take()
 
     def finish(self) -> list[dict[str, Any]]:
-        for event in self._decoder.flush():
+        for event in self.decoder.flush():
             self._on_sse(event)
         if not self.ended:
             if not self._started:
