@@ -84,26 +84,46 @@ class Decoder:
             if buf.endswith(b"\r"):  # maybe half of a CRLF: decide when more arrives
                 buf, held = buf[:-1], b"\r"
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        # Line by line with `find` (memchr), each `data:` value cut out in one copy.
         events: list[Event] = []
+        if len(buf) <= _WINDOW:
+            lines = buf.split(b"\n")
+            rest = lines.pop()
+            self._read(lines, events)
+        else:
+            # `split` is the quickest way through short lines but reads every byte, as
+            # `count` does (~30 µs for a 78 KB `response.created` line), where `find` runs at
+            # memchr speed: so runs of short lines are split at most `_WINDOW` bytes at a
+            # time, and a long line is found with `find` and its value cut out in one copy.
+            pos = 0
+            while (end := buf.find(b"\n", pos)) >= 0:
+                if end - pos > _LONG_LINE:
+                    if buf.startswith(b"data:", pos):
+                        self._data.append(buf[pos + 6 if buf[pos + 5] == 0x20 else pos + 5 : end])
+                    else:
+                        self._read([buf[pos:end]], events)
+                    pos = end + 1
+                else:
+                    stop = buf.rfind(b"\n", end, pos + _WINDOW)
+                    self._read(buf[pos:stop].split(b"\n"), events)
+                    pos = stop + 1
+            rest = buf[pos:] if pos else buf
+        if len(rest) < len(buf):
+            self._whole = False  # a line ended: the next may be split
+        self._rest = rest + held
+        return events
+
+    def _read(self, lines: list[bytes], events: list[Event]) -> None:
+        """Whole lines: fields into the pending event, which a blank line completes."""
         data = self._data
-        find, pos = buf.find, 0
-        while (end := find(b"\n", pos)) >= 0:
-            if buf.startswith(b"data:", pos):  # the common cases first, without a call
-                data.append(buf[pos + 6 if buf[pos + 5] == 0x20 else pos + 5 : end])
-            elif buf.startswith(b"event: ", pos):
-                self._event = buf[pos + 7 : end].decode("utf-8", "replace")
-            elif end > pos:
-                self._field(buf[pos:end])
+        for line in lines:
+            if line.startswith(b"data:"):  # the common case first, without a call
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line:
+                self._field(line)
             elif data or self._event is not None:
                 events.append(Event(self._event, data[0] if len(data) == 1 else b"\n".join(data)))
                 self._event = None
                 data = self._data = []
-            pos = end + 1
-        self._rest = (buf[pos:] if pos else buf) + held
-        if pos:
-            self._whole = False  # a line ended: the next may be split
-        return events
 
     def flush(self) -> list[Event]:
         """End of stream: a last line or event without its blank line still counts."""
@@ -158,6 +178,10 @@ class Decoder:
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
         # `id` and `retry` mean nothing to a one-shot model response.
+
+
+_WINDOW = 1 << 14  # bytes of short lines split at a time
+_LONG_LINE = 1 << 12  # a line this long is cut out on its own
 
 
 def encode(event: str, data: bytes) -> bytes:
