@@ -147,6 +147,22 @@ def scrub_bytes(data: bytes, secrets: Iterable[bytes]) -> bytes:
     return data
 
 
+def uncut(data: bytes, end: int, secrets: tuple[bytes, ...]) -> int:
+    """The last place at or before `end` where `data` can be cut without cutting a secret in
+    two: no secret runs across it, and what comes before it does not end with the start of
+    one that may go on past the end of `data`."""
+    moved = True
+    while moved and end > 0:
+        moved = False
+        for secret in secrets:
+            at = data.find(secret[:1], max(0, end - len(secret) + 1), end)
+            while at >= 0 and not secret.startswith(data[at : at + len(secret)]):
+                at = data.find(secret[:1], at + 1, end)
+            if at >= 0:
+                end, moved = at, True
+    return end
+
+
 class Scrubber:
     """`scrub_bytes` for a body read by read (the flow's copy of a provider's answer). A read
     that ends with what may be the start of a secret keeps those bytes back until the next
@@ -163,13 +179,7 @@ class Scrubber:
         if self._held:
             chunk, self._held = self._held + chunk, b""
         chunk = scrub_bytes(chunk, self.secrets)
-        cut = len(chunk)
-        for secret in self.secrets:
-            at = chunk.find(secret[:1], max(0, len(chunk) - len(secret) + 1))
-            while at >= 0 and not secret.startswith(chunk[at:]):
-                at = chunk.find(secret[:1], at + 1)
-            if at >= 0:
-                cut = min(cut, at)
+        cut = uncut(chunk, len(chunk), self.secrets)
         if cut < len(chunk):
             chunk, self._held = chunk[:cut], chunk[cut:]
         return chunk

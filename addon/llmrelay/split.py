@@ -25,6 +25,8 @@ from typing import Callable
 
 import orjson
 
+from .errors import uncut
+
 LONG = 1 << 18  # a line this long, still inside a string, is split from here on
 PIECE = 1 << 16  # a piece is handed on once this much of the string has arrived
 
@@ -84,17 +86,7 @@ class Piece:
         if self.size < PIECE:
             return None
         raw = b"".join(self.raw)
-        end = len(raw)
-        if keep:
-            end -= max(map(len, keep)) - 1  # a secret may begin here and end in a later read
-            moved = True
-            while moved and end > 0:
-                moved = False
-                for secret in keep:
-                    at = raw.find(secret, max(0, end - len(secret) + 1), end + len(secret) - 1)
-                    if 0 <= at < end:
-                        end, moved = at, True
-        cut = safe_cut(raw, max(end, 0))
+        cut = safe_cut(raw, uncut(raw, len(raw), keep))
         if cut == 0:
             self.raw = [raw]
             return None

@@ -85,17 +85,14 @@ class Upstream:
     upstream connections live and die with each client connection)."""
 
     def __init__(self, *, verify: bool = True, ca_file: str | None = None) -> None:
-        checked = ssl.create_default_context(cafile=ca_file or _certifi())
-        checked.set_alpn_protocols(["http/1.1"])
-        if verify:
-            context = checked
-        else:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        self._checked = ssl.create_default_context(cafile=ca_file or _certifi())
+        self._ssl = self._checked
+        if not verify:
+            self._ssl = ssl.create_default_context()
+            self._ssl.check_hostname = False
+            self._ssl.verify_mode = ssl.CERT_NONE
+        for context in {self._checked, self._ssl}:
             context.set_alpn_protocols(["http/1.1"])
-        self._ssl = context
-        self._checked = checked
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
 
     async def open(self, call: Call, sent: Callable[[], None] | None = None) -> Response:
