@@ -130,6 +130,24 @@ def test_reasoning_is_sent_back_where_the_provider_requires_it() -> None:
     assert "reasoning_content" not in chat["messages"][1]
 
 
+def test_a_conversation_moved_here_from_a_responses_provider() -> None:
+    # Its thinking blocks carry a Responses provider's encrypted reasoning (a fallback, or a
+    # model switch mid-session): a Chat provider gets the turn without it.
+    signature = "llmrelay.reasoning.0123456789ab.gAAAAB-fake-encrypted-reasoning"
+    body = request(
+        user("q"),
+        assistant([{"type": "thinking", "thinking": "plan", "signature": signature}, {"type": "text", "text": "Listing."},
+                   {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}]),
+        user([{"type": "tool_result", "tool_use_id": "t1", "content": "a.py"}]),
+    )
+    chat, _ = translate(body)
+    assert chat["messages"][1] == {"role": "assistant", "content": "Listing.",
+                                   "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "Bash", "arguments": "{}"}}]}
+    chat, _ = translate(body, Provider(type="openai", base_url="https://api.deepseek.com/v1"))
+    assert chat["messages"][1]["reasoning_content"] == "plan"
+    assert "gAAAAB" not in orjson.dumps(chat).decode()
+
+
 def test_images_in_tool_results_follow_as_a_user_message() -> None:
     chat, _ = translate(
         request(

@@ -104,6 +104,22 @@ def test_an_unreachable_provider_falls_back_to_another_protocol(client, relay, p
     assert "after down: " in usage.summary(last_record(relay))
 
 
+def test_reasoning_from_a_responses_provider_does_not_stop_a_chat_fallback(client, relay, provider) -> None:
+    # Earlier turns came from a ChatGPT or Responses provider: their thinking blocks carry its
+    # encrypted reasoning, which a Chat provider can neither read nor be sent.
+    provider.set_script([{"text": "Carried on."}])
+    secret = "gAAAAB-fake-encrypted-reasoning-for-tests"
+    turns = [*HELLO,
+             {"role": "assistant", "content": [{"type": "thinking", "thinking": "Greet back.", "signature": f"llmrelay.reasoning.0123456789ab.{secret}"},
+                                               {"type": "text", "text": "Hi!"}]},
+             {"role": "user", "content": "And now?"}]
+    message = client.messages.create(model="claude-anything", max_tokens=50, messages=turns)
+    assert message.content[0].text == "Carried on."
+    sent = provider.requests[-1].body["messages"]
+    assert sent[1] == {"role": "assistant", "content": "Hi!"}
+    assert secret not in json.dumps(sent)
+
+
 def test_a_failure_after_the_first_byte_does_not_fall_back(client, relay, faulty, backup) -> None:
     faulty.set_script([Fault("cut_chunked", events=chat_events("Half of an", finish=None, done=False)[:2])])
     with pytest.raises(anthropic.APIStatusError):

@@ -599,6 +599,33 @@ def test_signed_thinking_becomes_a_reasoning_item_before_its_turn(api: Responses
     ]
 
 
+def test_an_assistant_turn_keeps_its_block_order(api: ResponsesProvider) -> None:
+    # Reasoning, a preamble, a call, more text, another call: the model reads its own turn
+    # back as it wrote it, and each reasoning item stays right before what followed it.
+    turn = [
+        signed(api, "First, the listing.", "enc-1"),
+        {"type": "text", "text": "Listing."},
+        {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}},
+        signed(api, "Then the size.", "enc-2"),
+        {"type": "text", "text": "And "},
+        {"type": "text", "text": "sizing."},
+        {"type": "tool_use", "id": "t2", "name": "Bash", "input": {"command": "du"}},
+    ]
+    results = [{"type": "tool_result", "tool_use_id": "t1", "content": "a.py"}, {"type": "tool_result", "tool_use_id": "t2", "content": "4K"}]
+    out, _, _ = translate(request(user("q"), assistant(turn), user(results)), api)
+    assert out["input"] == [
+        said("q"),
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "First, the listing."}], "encrypted_content": "enc-1"},
+        answered("Listing."),
+        call("t1", "Bash", '{"command":"ls"}'),
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "Then the size."}], "encrypted_content": "enc-2"},
+        answered("And sizing."),
+        call("t2", "Bash", '{"command":"du"}'),
+        output("t1", "a.py"),
+        output("t2", "4K"),
+    ]
+
+
 def test_other_thinking_is_dropped(api: ResponsesProvider) -> None:
     out, _, _ = translate(
         request(

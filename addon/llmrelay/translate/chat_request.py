@@ -45,7 +45,6 @@ from .. import presets
 from ..config import OpenAIProvider as Provider, Route
 from ..errors import RelayError
 from ..protocols import anthropic as a
-from ..protocols.openai_responses import SIGNED
 
 _VALID_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _INVALID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -262,7 +261,10 @@ def _tool(tool: a.Tool, names: ToolNames, provider: Any, flat: bool, drops: tupl
     return {"type": "function", "function": function}
 
 
-def _messages(req: a.Request, names: ToolNames, provider: Any) -> list[dict[str, Any]]:
+def _messages(req: a.Request, names: ToolNames, provider: Any, assistant: Any = None) -> list[dict[str, Any]]:
+    """The conversation in Chat order. `assistant` writes an assistant turn (Chat's by
+    default); whatever it returns needs only `role` and its calls' ids in `tool_calls`."""
+    assistant = assistant or _assistant
     system = [a.system_text(req.system)]
     out: list[dict[str, Any]] = []
     for message in req.messages:
@@ -271,7 +273,7 @@ def _messages(req: a.Request, names: ToolNames, provider: Any) -> list[dict[str,
         elif message.role == "user":
             out.extend(_user(message.content, names, provider))
         else:
-            out.append(_assistant(message.content, names, provider))
+            out.append(assistant(message.content, names, provider))
     out = _answer_every_call(out)
     system_text = "\n\n".join(text for text in system if text)
     if system_text:
@@ -328,7 +330,7 @@ def _part(block: a.Block, provider: Provider) -> dict[str, Any]:
             url = f"data:application/pdf;base64,{source.get('data', '')}"
             return {"type": "file", "file": {"filename": name, "file_data": url}}
         raise RelayError(f"document source of type {source.get('type')!r} cannot be sent to {provider.host}")
-    raise RelayError(f"a {_kind(block)} block cannot stand in a user turn")
+    raise RelayError(f"a {kind(block)} block cannot stand in a user turn")
 
 
 def _tool_result(block: a.ToolResultBlock, names: ToolNames, provider: Provider) -> tuple[str, list[dict[str, Any]]]:
@@ -365,36 +367,33 @@ def _assistant(content: str | list[a.Block], names: ToolNames, provider: Provide
         return {"role": "assistant", "content": content}
     texts: list[str] = []
     reasoning: list[str] = []
-    signed: list[a.ThinkingBlock] = []
     calls: list[dict[str, Any]] = []
     for block in content:
         if isinstance(block, a.TextBlock):
             texts.append(block.text)
         elif isinstance(block, a.ToolUseBlock):
-            arguments = bytes(block.input).decode() if block.input else "{}"  # already JSON
             calls.append(
-                {"id": block.id, "type": "function", "function": {"name": names.short(block.name), "arguments": arguments}}
+                {"id": block.id, "type": "function", "function": {"name": names.short(block.name), "arguments": arguments(block)}}
             )
         elif isinstance(block, a.ThinkingBlock):
             reasoning.append(block.thinking)
-            if block.signature and block.signature.startswith(SIGNED):
-                # Reasoning a Responses API made, to go back to it (see `responses_request`).
-                signed.append(block)
         elif isinstance(block, a.RedactedThinkingBlock):
             continue
         else:
-            raise RelayError(f"a {_kind(block)} block cannot stand in an assistant turn")
+            raise RelayError(f"a {kind(block)} block cannot stand in an assistant turn")
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
     if reasoning and provider.echoes_reasoning:
         message["reasoning_content"] = "".join(reasoning)
-    if signed:
-        message["signed_reasoning"] = signed  # read by the Responses translation only
     return message
 
 
-def _kind(block: Any) -> str:
+def arguments(block: a.ToolUseBlock) -> str:
+    return bytes(block.input).decode() if block.input else "{}"  # already JSON
+
+
+def kind(block: Any) -> str:
     return type(block).__struct_config__.tag
 
 

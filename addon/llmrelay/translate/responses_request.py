@@ -10,15 +10,17 @@ Rules, source → target:
   `system` role in `input` and wants instructions that are never empty);
 - user text and images → a user `message` item with `input_text` / `input_image` parts
   (base64 → data URL, URL kept); PDF documents → `input_file`;
-- assistant text → an assistant `message` item with an `output_text` part; `tool_use` →
-  `function_call` (`call_id` = the tool use id, `arguments` the input as JSON);
+- an assistant turn → its items in block order, as the model produced them: text → an
+  assistant `message` item with an `output_text` part (adjacent text blocks joined),
+  `tool_use` → `function_call` (`call_id` = the tool use id, `arguments` the input as JSON);
 - `tool_result` → `function_call_output` right after its call (images → the next user
   message, as for Chat);
 - a `thinking` block this relay made from a reasoning item of this provider (signature
   `SIGNED<origin>.…`) → that `reasoning` item again, summary and `encrypted_content`, so the
   model keeps its reasoning across tool calls with `store: false`; any other thinking →
   dropped (only Anthropic reads its signatures, and only the provider and account that
-  made encrypted reasoning can decrypt it);
+  made encrypted reasoning can decrypt it), raw `reasoning_text` included: the Codex CLI
+  never sends raw reasoning back either (gpt-oss models are trained to drop it);
 - `tools` → flat `function` tools (`strict: false`: clients' schemas are not all strict-mode
   schemas), names over 64 characters shortened and mapped back; server tools → a clear 400;
 - `tool_choice` auto/any/tool/none → auto/required/function/none;
@@ -46,14 +48,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
 from ..config import ResponsesProvider, Route
+from ..errors import RelayError
 from ..protocols import anthropic as a
 from ..protocols.openai_responses import encrypted
-from .chat_request import ToolNames, _effort, _messages, add_tools
+from .chat_request import ToolNames, _effort, _messages, add_tools, arguments, kind
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."  # Codex refuses empty instructions
 MIN_OUTPUT_TOKENS = 16  # the public API's floor for max_output_tokens
@@ -64,7 +67,7 @@ def to_responses(req: a.Request, route: Route, provider: ResponsesProvider, *, s
     """The request body, the tool names to map back, and the client's session id (if any)."""
     codex = provider.codex
     names = ToolNames()
-    instructions, items = _items(_messages(req, names, provider), provider.origin)
+    instructions, items = _items(_messages(req, names, provider, _assistant_turn(provider.origin)))
     body: dict[str, Any] = {"model": route.model}
     if instructions.strip() or codex:
         body["instructions"] = instructions if instructions.strip() else DEFAULT_INSTRUCTIONS
@@ -130,8 +133,8 @@ def session_of(user_id: str | None) -> str | None:
     return found.group(1) if found else None
 
 
-def _items(messages: list[dict[str, Any]], origin: str) -> tuple[str, list[dict[str, Any]]]:
-    """Chat messages (as `chat_request` orders them) → instructions and Responses items."""
+def _items(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """Chat-ordered messages (assistant turns already items) → instructions and items."""
     instructions = ""
     items: list[dict[str, Any]] = []
     for message in messages:
@@ -143,18 +146,40 @@ def _items(messages: list[dict[str, Any]], origin: str) -> tuple[str, list[dict[
         elif role == "tool":
             items.append({"type": "function_call_output", "call_id": message["tool_call_id"], "output": message["content"]})
         else:
-            for block in message.get("signed_reasoning", ()):
-                secret = encrypted(block.signature, origin)
+            items.extend(message["items"])
+    return instructions, items
+
+
+def _assistant_turn(origin: str) -> Callable[[str | list[a.Block], ToolNames, Any], dict[str, Any]]:
+    """How `_messages` writes an assistant turn for this provider: its items in block order
+    (reasoning, text and calls as the model produced them), with the calls' ids for the
+    pairing of calls and results."""
+
+    def turn(content: str | list[a.Block], names: ToolNames, provider: Any) -> dict[str, Any]:
+        items: list[dict[str, Any]] = []
+        calls: list[dict[str, str]] = []
+        for block in [a.TextBlock(text=content)] if isinstance(content, str) else content:
+            if isinstance(block, a.TextBlock):
+                if not block.text:
+                    continue
+                if items and items[-1]["type"] == "message":
+                    items[-1]["content"][0]["text"] += block.text  # adjacent text blocks: one text
+                else:
+                    items.append({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": block.text}]})
+            elif isinstance(block, a.ToolUseBlock):
+                items.append({"type": "function_call", "call_id": block.id, "name": names.short(block.name), "arguments": arguments(block)})
+                calls.append({"id": block.id})
+            elif isinstance(block, a.ThinkingBlock):
+                secret = encrypted(block.signature or "", origin)
                 if secret is None:
-                    continue  # another provider's (or account's): this one cannot read it
+                    continue  # another provider's (or account's), or raw reasoning: see the rules
                 summary = [{"type": "summary_text", "text": block.thinking}] if block.thinking else []
                 items.append({"type": "reasoning", "summary": summary, "encrypted_content": secret})
-            if message.get("content"):
-                items.append({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": message["content"]}]})
-            for call in message.get("tool_calls", ()):
-                function = call["function"]
-                items.append({"type": "function_call", "call_id": call["id"], "name": function["name"], "arguments": function["arguments"]})
-    return instructions, items
+            elif not isinstance(block, a.RedactedThinkingBlock):
+                raise RelayError(f"a {kind(block)} block cannot stand in an assistant turn")
+        return {"role": "assistant", "items": items, "tool_calls": calls}
+
+    return turn
 
 
 def _parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
