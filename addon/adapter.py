@@ -386,7 +386,16 @@ class Adapter:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         flight = self.in_flight.get(flow.id)
         if flight is not None and flight.answer.exchange.client_stream and flow.response is not None:
-            flow.response.stream = True  # made by the relay as it goes: passed on as it comes
+            # Made by the relay as it goes: passed on as it comes. The first bytes tell the
+            # answer they are on their way; the rest pass untouched.
+            response, answer = flow.response, flight.answer
+
+            def first(data: bytes) -> bytes:
+                response.stream = True
+                answer.delivered()
+                return data
+
+            response.stream = first
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Runs before Save: the flow is put back to the exchange with the provider."""

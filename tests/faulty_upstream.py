@@ -223,6 +223,8 @@ class FaultyUpstream:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             return True
+        if kind == "hangup":  # the request read, the connection closed without a word
+            return False
         if kind == "garbage":
             writer.write(b"\x00\x01garbage that is not HTTP at all\r\n\r\n")
             await writer.drain()

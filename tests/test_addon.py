@@ -112,7 +112,9 @@ def test_a_stream_goes_to_the_loopback_leg_and_the_flow_comes_back_showing_the_p
     asyncio.run(hooks())
     f.response = tutils.tresp(status_code=529, headers=((b"content-type", b"application/json"),), content=None)
     adapter.responseheaders(f)
-    assert f.response.stream is True
+    # Streamed: the first bytes pass unchanged and tell the answer so; the rest pass as they are.
+    assert f.response.stream(b"event: ping\n\n") == b"event: ping\n\n" and f.response.stream is True
+    assert adapter.in_flight[f.id].answer._delivered
     adapter.response(f)
     assert f.request.get_state() == shown  # the provider request again, for -w and mitmweb
     assert json.loads(f.response.content)["error"]["type"] == "overloaded_error"

@@ -153,6 +153,21 @@ def test_a_cut_answer_reaches_a_json_client_as_an_error(upstream, client, fault)
     assert raised.value.status_code >= 500 and raised.value.body["error"]["type"] == "api_error"
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_kept_alive_connection_the_provider_dropped_is_replaced_unseen(upstream, client, stream) -> None:
+    # The relay writes a request on an idle kept-alive connection the moment it has it; a
+    # provider that closed that connection meanwhile gets it again on another one.
+    upstream.set_script([Fault("ok", events=chat_events("Warm.")), Fault("hangup"), Fault("ok", events=chat_events("Answered anyway."))])
+    assert client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=HELLO).content[0].text == "Warm."
+    if stream:
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100, messages=HELLO) as answer:
+            message = answer.get_final_message()
+    else:
+        message = client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=HELLO)
+    assert message.content[0].text == "Answered anyway." and message.stop_reason == "end_turn"
+    assert len(upstream.requests) == 3
+
+
 def test_a_body_without_framing_that_ends_its_answer_is_whole(upstream, client) -> None:
     upstream.set_script([Fault("close_delimited", events=chat_events("All of it."))])
     with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100, messages=HELLO) as stream:

@@ -101,24 +101,35 @@ class Answer:
         self._expired: str | None = None
         self._token = ""
         self._content_sent = False  # anything but pings written to the client
+        self._begun: Response | None = None  # the request, sent by `start` itself
+        self._on_the_way: asyncio.Future | None = None  # the client's first bytes, until mitmproxy passes them
+        self._delivered = False
+        self._token_sent = False  # a translated stream's first content delta written
 
     # --- running ------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task:
-        """Sends the request at once; the answer waits in the sink until someone reads it."""
+        """Sends the request at once (before this returns, when a kept-alive connection to
+        the provider is idle); the answer waits in the sink until someone reads it."""
+        if self.account is None and getattr(self.exchange, "local", None) is None and not (self.fallbacks and cooling(self.call.name)):
+            self._begun = self.upstream.send_kept(self.call, sent=self._sent)
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self._task
 
     def cancel(self) -> None:
         if self._task is not None and not self.done:
             self._task.cancel()
+            if self._begun is not None:  # (a task cancelled before its first turn never runs)
+                self._begun.abandon()
+                self._begun = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._last_out = now
         timeouts = self.call.timeouts
-        self._expect(now + timeouts.connect + timeouts.first_byte, "answer")
+        if self._begun is None:  # (a request already sent waits for its first byte only)
+            self._expect(now + timeouts.connect + timeouts.first_byte, "answer")
         try:
             while self.fallbacks and cooling(self.call.name):  # a provider that keeps failing: skip it for a while
                 self.failures.append(f"{self.call.name}: skipped, failing lately")
@@ -202,7 +213,8 @@ class Answer:
             self._sent()
             return response
         if self.account is None:
-            return await self.upstream.open(self.call, sent=self._sent)
+            begun, self._begun = self._begun, None
+            return await self.upstream.open(self.call, sent=self._sent, begun=begun)
         self._sign(await self.account.tokens())
         response = await self.upstream.open(self.call, sent=self._sent)
         if response.status != 401:
@@ -252,7 +264,11 @@ class Answer:
             nonlocal held, ended
             if translator is not None:
                 events = translator.feed(chunk)
-                return self.front.encode(events) if events else None
+                if not events:
+                    return None
+                if not self._token_sent:
+                    self._token_sent = any(event["type"] == "content_block_delta" for event in events)
+                return self.front.encode(events)
             # Only the new read is searched for an event's end (with the last bytes before it,
             # where a blank line may have begun): linear however long one event is.
             tail = held[-1][-3:] if held else b""
@@ -316,6 +332,7 @@ class Answer:
         scrubber = Scrubber(self.secrets)
         unscrubbed: list[bytes] = []
         first = not self.provider_raw
+        waiting = first_token  # for the client's first token to be on its way
         try:
             while chunk := await response.readany():
                 if first:
@@ -327,6 +344,9 @@ class Answer:
                     for part in out[1:]:  # a huge answer: other requests get a turn between slices
                         await asyncio.sleep(0)
                         self._send(part)
+                    if waiting and self._token_sent:
+                        waiting = False
+                        await self._until_delivered()
                 if self._content_sent or not first_token:
                     self._keep(scrubber, unscrubbed)
         except asyncio.CancelledError:
@@ -335,6 +355,27 @@ class Answer:
             raise self._expiry() from None
         finally:
             self._keep(scrubber, unscrubbed, end=True)
+
+    def delivered(self) -> None:
+        """mitmproxy is passing the client its first bytes of this answer."""
+        self._delivered = True
+        if self._on_the_way is not None and not self._on_the_way.done():
+            self._on_the_way.set_result(None)
+
+    async def _until_delivered(self) -> None:
+        """The first bytes for a streaming client take a few event-loop turns through
+        mitmproxy (the loopback leg, the response hooks). The next reads wait for them, at
+        most FIRST_OUT_WAIT: translated meanwhile, they would stand in those turns' way."""
+        if self._delivered:
+            return
+        loop = asyncio.get_running_loop()
+        self._on_the_way = waiting = loop.create_future()
+        timer = loop.call_later(FIRST_OUT_WAIT, _settle, waiting)
+        try:
+            await waiting
+        finally:
+            timer.cancel()
+            self._on_the_way = None
 
     def _keep(self, scrubber: Scrubber, chunks: list[bytes], end: bool = False) -> None:
         """Reads into the flow's copy, scrubbed (a key cut in two by the reads included)."""
@@ -451,6 +492,7 @@ class Answer:
 
 
 MAX_RETRY_WAIT = 5.0  # seconds waited on a retry-after before the same provider is asked again
+FIRST_OUT_WAIT = 0.05  # seconds the next reads wait at most for the first token to reach mitmproxy's client side
 
 
 def _seconds(value: str | None) -> float | None:
@@ -458,6 +500,11 @@ def _seconds(value: str | None) -> float | None:
         return max(float(value), 0.0) if value else None
     except ValueError:
         return None
+
+
+def _settle(waiting: asyncio.Future) -> None:
+    if not waiting.done():
+        waiting.set_result(None)
 
 
 async def _drain(response: Response) -> None:

@@ -95,22 +95,23 @@ class Upstream:
             context.set_alpn_protocols(["http/1.1"])
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
 
-    async def open(self, call: Call, sent: Callable[[], None] | None = None) -> Response:
-        """Sends the request; returns the answer once its head has arrived. `sent` is called
-        as the request goes out (the provider's time to answer starts then)."""
+    async def open(self, call: Call, sent: Callable[[], None] | None = None, begun: Response | None = None) -> Response:
+        """Sends the request (unless `send_kept` already did: `begun`); returns the answer
+        once its head has arrived. `sent` is called as the request goes out (the provider's
+        time to answer starts then)."""
         parts = urlsplit(call.url)
-        tls = parts.scheme == "https"
-        host = parts.hostname or ""
-        key = (parts.scheme, host, parts.port or (443 if tls else 80), call.verified)
-        request = _request_bytes(call, parts)
+        key = _key(call, parts)
         for attempt in (1, 2):
-            conn = self._kept(key)
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect(key, call)
-            response = conn.send(request, call.method == "HEAD")
-            if sent is not None:
-                sent()
+            if begun is not None:
+                response, reused, begun = begun, True, None
+            else:
+                conn = self._kept(key)
+                reused = conn is not None
+                if conn is None:
+                    conn = await self._connect(key, call)
+                response = conn.send(_request_bytes(call, parts), call.method == "HEAD")
+                if sent is not None:
+                    sent()
             try:
                 await response.head_received()
             except UpstreamError as e:
@@ -118,10 +119,24 @@ class Upstream:
                     continue  # closed while idle before it read the request: once more, anew
                 raise
             except BaseException:  # cancelled (a timeout, a client gone): the answer is not wanted
-                conn.close()
+                response.abandon()
                 raise
             return response
         raise AssertionError("unreachable")
+
+    def send_kept(self, call: Call, sent: Callable[[], None] | None = None) -> Response | None:
+        """The request written at once on an idle kept-alive connection, if there is one
+        (else None, and `open` connects). It goes out before the caller's task first runs,
+        which mitmproxy's own work on the flow would otherwise put a few hundred µs later;
+        give the result to `open` as `begun`, or `abandon()` it."""
+        parts = urlsplit(call.url)
+        conn = self._kept(_key(call, parts))
+        if conn is None:
+            return None
+        response = conn.send(_request_bytes(call, parts), call.method == "HEAD")
+        if sent is not None:
+            sent()
+        return response
 
     def _kept(self, key: tuple[str, str, int, bool]) -> _Connection | None:
         idle = self._idle.get(key)
@@ -212,6 +227,10 @@ class Response:
     async def __aexit__(self, *exc: object) -> None:
         if not self.complete:
             self._conn.close()
+
+    def abandon(self) -> None:
+        """Nobody will read this answer: its connection is closed, never reused."""
+        self._conn.close()
 
     # --- from the connection ---
 
@@ -346,6 +365,11 @@ class _Connection(asyncio.Protocol):
         self.close()
         if response is not None:
             response._on_close(UpstreamError(kind, f"{self.name}: {message}"))
+
+
+def _key(call: Call, parts) -> tuple[str, str, int, bool]:
+    tls = parts.scheme == "https"
+    return (parts.scheme, parts.hostname or "", parts.port or (443 if tls else 80), call.verified)
 
 
 def _request_bytes(call: Call, parts) -> bytes:
