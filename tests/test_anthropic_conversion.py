@@ -115,3 +115,58 @@ def test_thinking_anthropic_cannot_verify_is_removed_before_it_goes_there() -> N
     assert [b["type"] for b in sent["messages"][1]["content"]] == ["thinking", "text"]
     assert [b["type"] for b in sent["messages"][3]["content"]] == ["tool_use"]
     assert "thinking" not in sent  # the last assistant turn lost its thinking
+
+
+BENCH_REQUEST = Path(__file__).parent / "fixtures" / "anthropic" / "requests" / "claude-code-bench.json"
+
+
+@pytest.mark.parametrize("settings, route_cap, fields", [
+    ({}, None, {}),
+    ({"drop_fields": ["context_management", "output_config", "metadata"]}, None, {"context_management": {"edits": []}}),
+    ({"max_output_tokens": 4096}, None, {"max_tokens": 32000}),
+    ({}, 100, {"max_tokens": 64000, "stream": True}),
+    ({"supports_streaming": False}, None, {"stream": True}),
+    ({"supports_streaming": False}, None, {"stream": False}),
+    ({}, None, {"max_tokens": 10**9, "\u00e9t\u00e9": "\u201ckey\u201d \\ \"quoted\""}),
+], ids=["as-is", "dropped-fields", "provider-cap", "route-cap", "stream-built-here", "json-asked", "odd-keys"])
+def test_a_request_needing_only_top_level_changes_is_rewritten_as_the_full_rules_would(settings, route_cap, fields) -> None:
+    # Such a request is not parsed whole: its values go on as the client wrote them. What
+    # comes out must mean exactly what the full rules (which parse and rewrite) give.
+    from llmrelay.translate.anthropic_compat import prepare
+
+    body = json.dumps({**json.loads(BENCH_REQUEST.read_text()), **fields}, indent=1).encode()
+    provider = AnthropicProvider(type="anthropic", base_url="https://api.provider.test", **settings)
+    route = Route(provider="p", model="glm-4.6", max_output_tokens=route_cap)
+    fast, headers = prepare(body, route, provider, {"anthropic-beta": "interleaved-thinking-2025-05-14"})
+    full, full_headers = prepare(body, route, provider, {"anthropic-beta": "interleaved-thinking-2025-05-14"}, json.loads(body))
+    assert json.loads(fast) == json.loads(full) and headers == full_headers
+    assert list(json.loads(fast)) == list(json.loads(full))  # and in the same order
+    assert json.loads(fast)["model"] == "glm-4.6"
+    # The tools went on byte for byte, the client's spacing included.
+    tools = json.dumps(json.loads(body)["tools"], indent=1).replace("\n", "\n ").encode()
+    assert tools in fast
+
+
+@pytest.mark.parametrize("body, error", [
+    (b'{"model": "m", "max_tokens": 0, "messages": []}', "max_tokens: must be at least 1"),
+    (b'{"model": "m", "messages": [}', "invalid JSON"),
+    (b'["model"]', "the request body must be a JSON object"),
+])
+def test_a_request_that_cannot_go_is_refused_clearly(body, error) -> None:
+    from llmrelay.errors import RelayError
+    from llmrelay.translate.anthropic_compat import prepare
+
+    with pytest.raises(RelayError, match=error.replace("(", r"\(")):
+        prepare(body, Route(provider="p", model="m"), AnthropicProvider(type="anthropic", base_url="https://api.provider.test"), {})
+
+
+@pytest.mark.parametrize("body, foreign", [
+    (b'{"messages": [{"content": [{"type": "thinking", "thinking": "t", "signature": "EqQBCkYIBRgCKkD"}]}]}', False),
+    (b'{"messages": [{"content": [{"type": "thinking", "thinking": "t", "signature" :  ""}]}]}', True),
+    (b'{"messages": [{"content": [{"type": "thinking", "thinking": "t", "signature": "llmrelay.reasoning.abc.e"}]}]}', True),
+    (b'{"messages": [{"content": [{"type": "text", "text": "the word \\"signature\\" alone"}]}]}', False),
+])
+def test_thinking_anthropic_cannot_verify_is_found_without_parsing(body, foreign) -> None:
+    from llmrelay.translate.anthropic_compat import has_foreign_thinking
+
+    assert has_foreign_thinking(body) is foreign

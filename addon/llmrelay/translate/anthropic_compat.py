@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 import orjson
 
 from ..config import AnthropicProvider, Route
@@ -32,6 +33,9 @@ from ..protocols.openai_responses import SIGNED
 def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_headers: dict[str, str],
             data: dict[str, Any] | None = None) -> tuple[bytes, dict[str, str]]:
     """The request for the provider: body and headers (`data`: the body already parsed)."""
+    headers = _headers(provider, client_headers)
+    if data is None and not provider.strip_cache_ttl and not has_foreign_thinking(body):
+        return _top_level(body, route, provider), headers
     try:
         data = orjson.loads(body) if data is None else data
     except orjson.JSONDecodeError as e:
@@ -59,6 +63,37 @@ def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_heade
         except RecursionError:
             raise RelayError("the request is nested too deeply") from None
 
+    return orjson.dumps(data), headers
+
+
+_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def _top_level(body: bytes, route: Route, provider: AnthropicProvider) -> bytes:
+    """The same rules for a request that needs nothing below its top level changed (the
+    usual case): the other values are passed on as the client wrote them, unparsed, which
+    costs a fifth of parsing and writing the whole 80 KB body again."""
+    try:
+        top = _TOP.decode(body)
+    except msgspec.DecodeError as e:
+        raise RelayError(f"invalid JSON: {e}" if body.lstrip()[:1] == b"{" else "the request body must be a JSON object") from None
+    out: dict[str, Any] = dict(top)
+    if "max_tokens" in top:
+        try:
+            max_tokens = checked_max_tokens(msgspec.json.decode(top["max_tokens"]))
+        except InvalidRequest as e:
+            raise RelayError(str(e)) from None
+        cap = route.max_output_tokens or provider.max_output_tokens
+        out["max_tokens"] = orjson.dumps(min(max_tokens, cap) if cap and isinstance(max_tokens, int) else max_tokens)
+    out["model"] = orjson.dumps(route.model)
+    for name in provider.drop_fields:
+        out.pop(name, None)
+    if not provider.supports_streaming and "stream" in top and msgspec.json.decode(top["stream"]):
+        out["stream"] = b"false"  # the stream is built here from the JSON answer
+    return b"{" + b",".join(b"%b:%b" % (orjson.dumps(name), value) for name, value in out.items()) + b"}"
+
+
+def _headers(provider: AnthropicProvider, client_headers: dict[str, str]) -> dict[str, str]:
     headers = {
         "content-type": "application/json",
         "accept-encoding": "identity",  # the stream hook reads raw bytes
@@ -73,15 +108,24 @@ def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_heade
         else:
             headers["x-api-key"] = provider.key
     headers.update(provider.headers)
-    return orjson.dumps(data), headers
+    return headers
 
 
-_UNSIGNED = re.compile(rb'"signature"\s*:\s*""')
+_EMPTY = re.compile(rb'\s*:\s*""')
+_SIGNED = SIGNED.encode()
 
 
 def has_foreign_thinking(body: bytes) -> bool:
-    """A cheap look at the bytes before any parsing: Claude Code's requests mostly have none."""
-    return SIGNED.encode() in body or _UNSIGNED.search(body) is not None
+    """A cheap look at the bytes before any parsing: Claude Code's requests mostly have none.
+    (`find` runs at memchr speed; a regular expression searching the whole body does not.)"""
+    if _SIGNED in body:
+        return True
+    at = body.find(b'"signature"')
+    while at >= 0:
+        if _EMPTY.match(body, at + 11):
+            return True
+        at = body.find(b'"signature"', at + 11)
+    return False
 
 
 def drop_foreign_thinking(data: dict[str, Any]) -> None:
