@@ -19,6 +19,7 @@ Rules, in order (each refusal is an Anthropic error):
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from .config import Relay
 from .errors import error_body
@@ -63,6 +64,7 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+@lru_cache(maxsize=64)  # (parsing an address costs more than the rest of the checks together)
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
