@@ -265,12 +265,14 @@ class Adapter:
         headers = _lower(req.headers)
         headers["host"] = req.host_header or ""
         client_body = req.raw_content or b""
+        # Recording or replaying: the flow must match its recording on another day (`Ask.canonical`).
+        recording = bool(getattr(ctx.options, "save_stream_file", None) or getattr(ctx.options, "server_replay", None))
         try:
             body = _decoded(client_body, headers.get("content-encoding"))
         except ValueError:
             outcome = relay.error_reply(400, "the request body could not be decoded from its content-encoding")
         else:
-            outcome = relay.handle(self.config, req.method, req.path, body, headers)
+            outcome = relay.handle(self.config, req.method, req.path, body, headers, canonical=recording)
         if isinstance(outcome, relay.Reply):
             flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
             req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
@@ -296,7 +298,7 @@ class Adapter:
             # cheaper than the setters, which rescan and rewrite the headers on each call.
             secret = {name.encode() for name in outcome.exchange.secret_headers}
             shown = _sized(outcome.headers, outcome.body)
-            if getattr(ctx.options, "save_stream_file", None) or getattr(ctx.options, "server_replay", None):
+            if recording:
                 # Recording or replaying: the flow carries what makes this request the same on
                 # another day (`llmrelay.replay`), for `--replay` to match on.
                 found = replay.key(body) if req.path.startswith("/v1/messages") else None

@@ -148,6 +148,9 @@ class Ask:
     envelope: a.Envelope | a.Request  # model and stream flag at least
     request: a.Request | None  # parsed whole, for the kinds that need it
     data: dict[str, Any] | None = None  # the body as JSON data, when a front already has it
+    # Recording or replaying: bodies written the one canonical way, whatever the client's
+    # spacing, so that a recording matches the same request from another version or client.
+    canonical: bool = False
 
 
 def parse(parser: Any, body: bytes) -> Any:

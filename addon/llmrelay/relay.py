@@ -35,9 +35,10 @@ from .providers import KINDS, chat
 log = logging.getLogger("llmrelay")
 
 
-def handle(config: Config, method: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> Reply | Forward | Pass:
+def handle(config: Config, method: str, path: str, body: bytes, headers: dict[str, str] | None = None, *,
+           canonical: bool = False) -> Reply | Forward | Pass:
     """`headers`: the client's request headers, names in lower case; `body` already decoded
-    from any content-encoding."""
+    from any content-encoding; `canonical`: flows are being recorded or replayed (`Ask`)."""
     headers = headers or {}
     path = path.split("?", 1)[0].rstrip("/")
     if path.startswith("/v1/v1/"):  # ANTHROPIC_BASE_URL or an OpenAI base URL written with /v1
@@ -72,7 +73,8 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
             if isinstance(request, RelayError) and kind.needs_request:
                 raise request
             def make(route: Route, provider: Any, label: str) -> Forward:
-                forward = KINDS[provider.type].forward(Ask(config, route, provider, path, body, headers, envelope, parsed))
+                forward = KINDS[provider.type].forward(Ask(config, route, provider, path, body, headers, envelope, parsed,
+                                                           canonical=canonical))
                 forward.label = label
                 return forward
 

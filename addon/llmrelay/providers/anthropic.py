@@ -27,7 +27,7 @@ def counts_tokens(provider: AnthropicProvider) -> bool:
 def forward(ask: Ask) -> Forward:
     config, route, provider, path, body, envelope = ask.config, ask.route, ask.provider, ask.path, ask.body, ask.envelope
     headers = ask.headers
-    upstream_body, upstream_headers = anthropic_compat.prepare(body, route, provider, headers, ask.data)
+    upstream_body, upstream_headers = anthropic_compat.prepare(body, route, provider, headers, ask.data, canonical=ask.canonical)
     exchange = AnthropicExchange(
         client_model=envelope.model,
         route=route,

@@ -31,10 +31,11 @@ from ..protocols.openai_responses import SIGNED
 
 
 def prepare(body: bytes, route: Route, provider: AnthropicProvider, client_headers: dict[str, str],
-            data: dict[str, Any] | None = None) -> tuple[bytes, dict[str, str]]:
-    """The request for the provider: body and headers (`data`: the body already parsed)."""
+            data: dict[str, Any] | None = None, *, canonical: bool = False) -> tuple[bytes, dict[str, str]]:
+    """The request for the provider: body and headers (`data`: the body already parsed;
+    `canonical`: the body always written whole by orjson, as recordings hold it)."""
     headers = _headers(provider, client_headers)
-    if data is None and not provider.strip_cache_ttl and not has_foreign_thinking(body):
+    if data is None and not canonical and not provider.strip_cache_ttl and not has_foreign_thinking(body):
         return _top_level(body, route, provider), headers
     try:
         data = orjson.loads(body) if data is None else data
