@@ -172,3 +172,32 @@ def test_thinking_anthropic_cannot_verify_is_found_without_parsing(body, foreign
     from llmrelay.translate.anthropic_compat import has_foreign_thinking
 
     assert has_foreign_thinking(body) is foreign
+
+
+@pytest.mark.parametrize("path", STREAMS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("window", [1000, 4096, 64 * 1024])
+def test_the_usage_of_a_passed_through_stream_is_read_from_its_two_ends(path: Path, window: int) -> None:
+    # The stream went to the client untouched; its usage is in its first and last events,
+    # so only its ends are decoded, whichever reads it came in. (A window holds an event
+    # or more: message_start is under 1 KB.)
+    from llmrelay.exchange import edge_events, sse_events, usage_in
+
+    body = json.loads(path.read_text())["body"].encode()
+    expected = usage_in(sse_events(body))
+    assert expected
+    for size in (1, 7, 100, len(body)):
+        raw = [body[i : i + size] for i in range(0, len(body), size)]
+        assert usage_in(edge_events(raw, window)) == expected, size
+
+
+def test_a_long_passed_through_stream_is_not_decoded_whole_for_its_usage() -> None:
+    from llmrelay.exchange import edge_events, usage_in
+
+    fixture = json.loads((Path(__file__).parent / "fixtures" / "anthropic" / "responses" / "parallel-tool-use-stream.json").read_text())
+    events = fixture["body"].encode().split(b"\n\n")
+    middle = b"event: content_block_delta\ndata: {this is never read\n\n" * 50_000  # 2.7 MB
+    body = b"\n\n".join(events[:3]) + b"\n\n" + middle + b"\n\n".join(events[3:])
+    raw = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    usage = usage_in(edge_events(raw))
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    assert usage == usage_in(edge_events([fixture["body"].encode()]))

@@ -298,3 +298,22 @@ def test_chat_captures_pass_through_to_an_openai_client_untouched(path: Path) ->
     assert reply.body == fixture["body"].encode()  # the provider's own bytes, nothing translated
     assert reply.headers["content-type"] == fixture["content_type"]
 
+
+
+CHAT_STREAMS_WITH_USAGE = [p for p in CHAT if json.loads(p.read_text())["stream"] and b'"usage":{' in p.read_bytes().replace(b'\\"', b'"')]
+
+
+@pytest.mark.parametrize("path", CHAT_STREAMS_WITH_USAGE, ids=lambda p: p.stem)
+def test_a_passed_through_chat_stream_gives_its_usage_from_its_end(path: Path) -> None:
+    # Read from the stream's last events only, however long it was and in whatever reads.
+    from llmrelay.config import OpenAIProvider
+    from llmrelay.providers.chat import ChatPassExchange
+
+    body = json.loads(path.read_text())["body"].encode()
+    padding = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n' * 40_000  # 2 MB more in the middle
+    first = body.index(b"\n\n") + 2
+    for stream in (body, body[:first] + padding + body[first:]):
+        exchange = ChatPassExchange("gpt-test", Route(provider="o", model="m"), OpenAIProvider(type="openai", base_url="https://o.test/v1"),
+                                    True, front(True), ())
+        exchange.stream_ended([stream[i : i + 65536] for i in range(0, len(stream), 65536)])
+        assert exchange.usage and exchange.usage["output_tokens"] > 0, path.stem

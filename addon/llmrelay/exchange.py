@@ -135,6 +135,46 @@ def sse_events(body: bytes) -> list[dict[str, Any]]:
     return [orjson.loads(e.data) for e in decoder.feed(body) + decoder.flush() if e.data.strip()]
 
 
+EDGE = 16 * 1024  # bytes read at each end of a passed-through stream for its usage (its events there are small)
+
+
+def edge_events(raw: list[bytes], window: int = EDGE) -> list[Any]:
+    """The events in a passed-through stream's first and last `window` bytes, whole ones
+    only, in order (a short stream: all of them). Its usage is there, in the first events
+    (Anthropic's message_start) and the last (message_delta, Chat's usage chunk); decoding a
+    long answer whole once it had ended held the event loop for one long turn. Data that is
+    not JSON, and `[DONE]`, are left out."""
+    if sum(map(len, raw)) <= 2 * window:
+        return _decoded(b"".join(raw), whole=True)
+    head, tail, size = [], [], 0
+    for chunk in raw:
+        head.append(chunk[: window - size])
+        size += len(head[-1])
+        if size >= window:
+            break
+    size = 0
+    for chunk in reversed(raw):
+        tail.append(chunk[max(len(chunk) - (window - size), 0) :])
+        size += len(tail[-1])
+        if size >= window:
+            break
+    tail_bytes = b"".join(reversed(tail))
+    start = tail_bytes.find(b"\n\n")  # the first whole event of the tail begins after it
+    return _decoded(b"".join(head), whole=False) + (_decoded(tail_bytes[start + 2 :], whole=True) if start >= 0 else [])
+
+
+def _decoded(data: bytes, *, whole: bool) -> list[Any]:
+    decoder = sse.Decoder()
+    out = []
+    for event in decoder.feed(data) + (decoder.flush() if whole else []):
+        if event.data.strip() and event.data != b"[DONE]":
+            try:
+                out.append(orjson.loads(event.data))
+            except orjson.JSONDecodeError:
+                pass
+    return out
+
+
 @dataclass
 class Ask:
     """One request for a provider, as every provider kind's `forward` takes it."""

@@ -77,5 +77,18 @@ def usage_of(chunk: Chunk) -> Usage | None:
     if chunk.usage is not None:
         return chunk.usage
     if chunk.x_groq and isinstance(chunk.x_groq.get("usage"), dict):
-        return msgspec.convert(chunk.x_groq["usage"], Usage)
+        return msgspec.convert(chunk.x_groq["usage"], Usage, strict=False)
     return None
+
+
+def anthropic_usage(usage: Usage) -> tuple[dict[str, int], int]:
+    """Chat usage → Anthropic usage (cached input apart, as Anthropic counts it) and the
+    reasoning tokens (part of the output tokens)."""
+    cached = (usage.prompt_tokens_details or {}).get("cached_tokens") or 0
+    if not cached and usage.prompt_cache_hit_tokens:
+        cached = usage.prompt_cache_hit_tokens
+    return {
+        "input_tokens": max((usage.prompt_tokens or 0) - cached, 0),
+        "cache_read_input_tokens": cached,
+        "output_tokens": usage.completion_tokens or 0,
+    }, (usage.completion_tokens_details or {}).get("reasoning_tokens") or 0

@@ -13,7 +13,8 @@ import orjson
 from .. import sse
 from ..config import AnthropicProvider, Route
 from ..errors import anthropic_status
-from ..exchange import EVENT_STREAM, Answers, Ask, Forward, Reply, count_tokens_reply, events_reply, is_event_stream, sse_events, upstream_error, usage_in
+from ..exchange import (EVENT_STREAM, Answers, Ask, Forward, Reply, count_tokens_reply, edge_events, events_reply, is_event_stream, sse_events,
+                        upstream_error, usage_in)
 from ..protocols import anthropic as a
 from ..translate import anthropic_compat
 
@@ -59,7 +60,7 @@ class AnthropicExchange(Answers):
 
     def stream_ended(self, raw: list[bytes]) -> None:
         """The provider's stream, passed through whole: read its usage."""
-        self.usage = usage_in(sse_events(b"".join(raw)))
+        self.usage = usage_in(edge_events(raw))
 
     def translator(self) -> None:
         """None: the stream goes to the client exactly as the provider sent it."""

@@ -6,11 +6,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from ..config import OpenAIProvider, Route
 from ..errors import scrub, scrub_bytes, upstream_message
-from ..exchange import JSON, Answers, Ask, checked, provider_headers, Forward, Reply, events_reply, is_event_stream, upstream_error
+from ..exchange import JSON, Answers, Ask, checked, edge_events, provider_headers, Forward, Reply, events_reply, is_event_stream, upstream_error
+from ..protocols.openai_chat import Chunk, anthropic_usage, usage_of
 from ..translate.chat_request import to_chat
 from ..translate.chat_response import ChatTranslator
 from ..translate.tool_text import TextToolTranslator
@@ -137,16 +139,23 @@ class ChatPassExchange(Answers):
         return 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream")
 
     def stream_ended(self, raw: list[bytes]) -> None:
-        for event in reversed(sse_events_of(b"".join(raw))):
-            if isinstance(event, dict) and event.get("usage"):
-                self._read_usage(event["usage"])
+        for event in reversed(edge_events(raw)):
+            if self._read_usage(event):
                 return
 
-    def _read_usage(self, usage: dict) -> None:
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        self.usage = {"input_tokens": max((usage.get("prompt_tokens") or 0) - cached, 0), "cache_read_input_tokens": cached,
-                      "output_tokens": usage.get("completion_tokens") or 0}
-        self.reasoning_tokens = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    def _read_usage(self, answer: Any) -> bool:
+        """Usage from a chunk or a whole answer, read as the translator reads it (Groq's
+        `x_groq`, DeepSeek's cache hits); whether there was any."""
+        if not isinstance(answer, dict):
+            return False
+        try:
+            usage = usage_of(msgspec.convert({"usage": answer.get("usage"), "x_groq": answer.get("x_groq")}, Chunk, strict=False))
+        except msgspec.ValidationError:
+            return False
+        if usage is None:
+            return False
+        self.usage, self.reasoning_tokens = anthropic_usage(usage)
+        return True
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
         kept = {k: v for k, v in headers.items() if k in ("content-type", "retry-after", "retry-after-ms")}
@@ -155,8 +164,7 @@ class ChatPassExchange(Answers):
                 answer = orjson.loads(body)
             except orjson.JSONDecodeError:
                 answer = None
-            if isinstance(answer, dict) and isinstance(answer.get("usage"), dict):
-                self._read_usage(answer["usage"])
+            self._read_usage(answer)
             if is_event_stream(headers, body) and not self.client_stream:
                 return Reply(*self.front.error_reply(502, f"{self.provider.host}: the provider streamed an answer that was asked for as JSON"))
             return Reply(status, body, kept or {"content-type": JSON})
@@ -169,17 +177,3 @@ class ChatPassExchange(Answers):
         message = scrub(upstream_message(body, headers.get("content-type", "")), self.secrets)
         status_out, body_out, headers_out = self.front.error_reply(status, f"{self.provider.host}: {message}", {k: v for k, v in kept.items() if k != "content-type"})
         return Reply(status_out, body_out, headers_out)
-
-
-def sse_events_of(raw: bytes) -> list[Any]:
-    from .. import sse
-
-    decoder = sse.Decoder()
-    out = []
-    for event in decoder.feed(raw) + decoder.flush():
-        if event.data and event.data != b"[DONE]":
-            try:
-                out.append(orjson.loads(event.data))
-            except orjson.JSONDecodeError:
-                pass
-    return out

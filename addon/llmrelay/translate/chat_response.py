@@ -41,7 +41,7 @@ import orjson
 from .. import sse
 from ..errors import anthropic_status, error_status_in
 from ..protocols import anthropic as a
-from ..protocols.openai_chat import Chunk, DecodeError, Delta, ToolCallDelta, decode_chunk, usage_of
+from ..protocols.openai_chat import Chunk, DecodeError, Delta, ToolCallDelta, anthropic_usage, decode_chunk, usage_of
 
 STOP_REASONS: dict[str, str] = {
     "stop": "end_turn",
@@ -199,8 +199,7 @@ class ChatTranslator:
         self._start()
         usage = usage_of(chunk)
         if usage is not None:
-            self.usage = _usage(usage)
-            self.reasoning_tokens = (usage.completion_tokens_details or {}).get("reasoning_tokens") or 0
+            self.usage, self.reasoning_tokens = anthropic_usage(usage)
         for choice in chunk.choices or ():
             if choice.index != 0:  # n > 1: Anthropic has one answer per message
                 continue
@@ -348,21 +347,6 @@ class ChatTranslator:
         self._events.append(a.message_delta(stop, usage))
         self._events.append(a.MESSAGE_STOP)
         self.ended = True
-
-
-def _usage(usage: Any) -> dict[str, int]:
-    cached = 0
-    if usage.prompt_tokens_details:
-        cached = usage.prompt_tokens_details.get("cached_tokens") or 0
-    if not cached and usage.prompt_cache_hit_tokens:
-        cached = usage.prompt_cache_hit_tokens
-    prompt = usage.prompt_tokens or 0
-    out = {
-        "input_tokens": max(prompt - cached, 0),
-        "cache_read_input_tokens": cached,
-        "output_tokens": usage.completion_tokens or 0,
-    }
-    return out
 
 
 def _texts(value: Any) -> list[str]:
