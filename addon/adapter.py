@@ -14,6 +14,13 @@ loopback server (`llmrelay.loopback`) as it is made. That is what lets the relay
 client while a provider is silent, time a provider out, and end a stream cut by the provider
 in the client's protocol, none of which mitmproxy's forwarding can do.
 
+Two ways in, one way out. A POST with a body is taken as it arrives (`requestheaders`): the
+flow goes to the loopback server at once, the body is collected as mitmproxy reads it, and
+the provider request leaves with its last byte; the answer, JSON or stream, comes back over
+the loopback leg and reaches the client before the `response` hooks run, as with plain
+mitmdump's streaming. While flows are recorded or replayed, or something else wants each
+request whole in its `request` hook, the request is taken there instead.
+
 The flow still shows the exchange with the provider: while in flight it points at the
 loopback server, and before Save records it (`-w`) it is put back to the provider's request
 and the provider's own answer, credentials redacted and known secrets scrubbed, with the
@@ -35,7 +42,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import orjson
-from mitmproxy import contentviews, ctx, exceptions, http
+from mitmproxy import addonmanager, contentviews, ctx, exceptions, http
 from mitmproxy.net import encoding
 from mitmproxy.net.http import url
 from mitmproxy.net.http.status_codes import RESPONSES
@@ -48,7 +55,7 @@ from llmrelay.answer import Answer
 from llmrelay.translate import anthropic_compat
 from llmrelay.config import Config, ConfigError, Timeouts, load_config
 from llmrelay.errors import scrub, scrub_bytes
-from llmrelay.loopback import Loopback
+from llmrelay.loopback import Loopback, Sink
 from llmrelay.upstream import Call, Upstream
 
 log = logging.getLogger("llmrelay")
@@ -63,7 +70,8 @@ CLIENT_SECRETS = frozenset({b"authorization", b"x-api-key", b"cookie", gate.KEY_
 
 
 class Pending:
-    """A request the addon rewrote, waiting for ServerPlayback to answer it or not."""
+    """A request for a provider (or the reverse-mode target), ready to go: sent at once when
+    taken early, or after ServerPlayback has had the chance to answer it."""
 
     __slots__ = ("exchange", "call", "secrets", "account", "fallbacks")
 
@@ -74,12 +82,34 @@ class Pending:
 
 
 class InFlight:
-    """A flow on the relay's own upstream leg, and the provider request it showed before."""
+    """A flow on the relay's own upstream leg, and the request it shows once answered (the
+    provider request; the client's own for passthrough and the relay's own replies).
+    `answer` is the job writing the client's answer, or the relay's own reply, written whole;
+    `looped`: the client's answer reaches mitmproxy over the loopback leg (else it is handed
+    over whole, in `Translate`)."""
 
-    __slots__ = ("flow", "answer", "request")
+    __slots__ = ("flow", "answer", "request", "looped")
 
-    def __init__(self, flow: http.HTTPFlow, answer: Answer, request: tuple) -> None:
-        self.flow, self.answer, self.request = flow, answer, request
+    def __init__(self, flow: http.HTTPFlow, answer: Answer | relay.Reply, request: tuple, looped: bool = True) -> None:
+        self.flow, self.answer, self.request, self.looped = flow, answer, request, looped
+
+
+class Early:
+    """The loopback job of a request taken as it arrives (`Adapter.requestheaders`): mitmproxy
+    reads from its sink from the request's head on; its answer begins once the body is in."""
+
+    __slots__ = ("sink", "answer", "path", "cancelled")
+
+    def __init__(self) -> None:
+        self.sink = Sink()
+        self.answer: Answer | None = None
+        self.path = ""
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.answer is not None:
+            self.answer.cancel()
 
 
 class Adapter:
@@ -87,6 +117,8 @@ class Adapter:
         self.config: Config | None = None
         self.pending: dict[str, Pending] = {}
         self.in_flight: dict[str, InFlight] = {}
+        self.early: dict[str, Early] = {}  # taken as they arrive, their bodies still coming
+        self.early_ok = False  # whether requests may be taken as they arrive (`requestheaders`)
         self.accounts: dict[tuple[str, str, str], oauth.Account] = {}
         self.replays: dict[str, Exchange] = {}  # answered by ServerPlayback, translated whole by Translate
         self.unsent: dict[str, http.Response] = {}  # JSON answers, held while Save records the provider's
@@ -144,6 +176,20 @@ class Adapter:
                 )
         if updated & {"ssl_insecure", "ssl_verify_upstream_trusted_ca"} or self.upstream is None:
             self.upstream = Upstream(verify=not ctx.options.ssl_insecure, ca_file=ctx.options.ssl_verify_upstream_trusted_ca)
+        self.early_ok = self._may_take_early()
+
+    def _may_take_early(self) -> bool:
+        """Requests are taken as they arrive unless something needs each one whole on its flow
+        in the `request` hook: recording and replaying (the provider request is what they
+        match), mitmproxy's own request rewriting and interception, or another addon's
+        `request` hook."""
+        if any(getattr(ctx.options, name, None) for name in WHOLE_REQUEST_OPTIONS):
+            return False
+        ours = (self, self.late)
+        return not any(
+            hasattr(addon, "request") and addon not in ours and not type(addon).__module__.startswith("mitmproxy.")
+            for addon in addonmanager.traverse(ctx.master.addons.chain)
+        )
 
     def _refuse(self, message: str) -> None:
         """A setting the relay cannot run with. At start-up: one clear line, no listening
@@ -170,6 +216,7 @@ class Adapter:
         gc.set_threshold(700, 4, 1)
         if self.late not in ctx.master.addons.chain:
             ctx.master.addons.add(self.late)
+        self.early_ok = self._may_take_early()  # (the other scripts are loaded now)
         # The Host the client sent is kept for the DNS-rebinding check: every request the relay
         # sends on, it sends itself, with the provider's own Host.
         ctx.options.update(keep_host_header=True)
@@ -258,62 +305,138 @@ class Adapter:
 
     # --- flow hooks -------------------------------------------------------------------
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        if self.config is None or flow.response is not None:
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """A request with a body is taken as it arrives, unless something needs it whole on
+        its flow (`_may_take_early`): it is put on the loopback leg at once, mitmproxy hands its
+        body to `collect` as it reads it, and the provider request leaves the moment the last
+        byte is in, before the `request` hooks run; the answer then reaches the client before
+        the `response` hooks run. That is how plain mitmdump passes a streamed request and
+        answer: mitmproxy's hooks, each a walk through every addon, run while the provider
+        works and while the client reads, not before."""
+        req = flow.request
+        if not self.early_ok or self.config is None or flow.response is not None or req.method != "POST" or not self.loopback.port:
             return
+        try:
+            expected = int(req.headers.get("content-length", ""))
+        except ValueError:
+            return  # (a chunked upload: taken in `request`)
+        if expected <= 0:
+            return
+        headers = _lower(req.headers)
+        headers["host"] = req.host_header or ""
+        data = req.data
+        target = (req.scheme, req.host, req.port, req.path)
+        client = (data.scheme, data.host, data.port, data.path, data.authority, _redacted(data.headers.fields, CLIENT_SECRETS))
+        job = Early()
+        chunks: list[bytes] = []
+        size = 0
+
+        def collect(chunk: bytes) -> bytes:
+            nonlocal size
+            if chunk:
+                chunks.append(chunk)
+                size += len(chunk)
+            elif size == expected and job.answer is None and not job.cancelled:  # the end of the body
+                body = b"".join(chunks)
+                chunks.clear()
+                self._arrived(flow, job, target, headers, body, client)
+            return b""  # nothing goes to the loopback server but the head
+
+        req.stream = collect
+        job.path = self.loopback.add(job)
+        self.early[flow.id] = job
+        authority = f"127.0.0.1:{self.loopback.port}"
+        data.scheme, data.host, data.port, data.path = b"http", "127.0.0.1", self.loopback.port, job.path.encode()
+        if data.authority:
+            data.authority = authority.encode()
+        head = [(b"host", authority.encode()), (b"content-length", b"0")]
+        if "expect" in headers:  # (mitmproxy answers a 100-continue by what the head says, then drops it)
+            head.append((b"expect", headers["expect"].encode()))
+        data.headers = http.Headers(tuple(head))
+
+    def _arrived(self, flow: http.HTTPFlow, job: Early, target: tuple, headers: dict[str, str], body: bytes, client: tuple) -> None:
+        """The body of a request taken early is in: its answer begins."""
+        self.early.pop(flow.id, None)
+        try:
+            taken, shown = self._take(flow.request.method, target, body, headers, recording=False, authority=bool(client[4]))
+        except Exception:  # (mitmproxy's own reading of the body is what runs this)
+            log.exception("llmrelay: taking a request failed")
+            taken, shown = relay.error_reply(500, "the relay failed to read the request; its log has the details"), None
+        if isinstance(taken, relay.Reply):
+            self.in_flight[flow.id] = InFlight(flow, taken, (*client, body))
+            job.sink.head(taken.status, taken.headers, len(taken.body))
+            job.sink.write(taken.body)
+            job.sink.end()
+            return
+        job.answer = answer = self._answer(taken, job.sink)
+        if shown is None:  # passed through: the flow shows the client's request
+            shown = (*client, body)
+        else:
+            flow.metadata[SIDE] = {"client_request": body}
+        self.in_flight[flow.id] = InFlight(flow, answer, shown)
+        answer.start()
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self.config is None or flow.response is not None or flow.id in self.in_flight or flow.id in self.early:
+            return  # (taken early: answered already, or its body was cut, which ends the flow in `error`)
         req = flow.request
         headers = _lower(req.headers)
         headers["host"] = req.host_header or ""
         client_body = req.raw_content or b""
         # Recording or replaying: the flow must match its recording on another day (`Ask.canonical`).
         recording = bool(getattr(ctx.options, "save_stream_file", None) or getattr(ctx.options, "server_replay", None))
-        try:
-            body = _decoded(client_body, headers.get("content-encoding"))
-        except ValueError:
-            outcome = relay.error_reply(400, "the request body could not be decoded from its content-encoding")
+        target = (req.scheme, req.host, req.port, req.path)
+        taken, shown = self._take(req.method, target, client_body, headers, recording=recording, authority=bool(req.data.authority))
+        if isinstance(taken, relay.Reply):
+            flow.response = http.Response.make(taken.status, taken.body, taken.headers)
         else:
-            outcome = relay.handle(self.config, req.method, req.path, body, headers, canonical=recording)
-        if isinstance(outcome, relay.Reply):
-            flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
-            req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
-            return
-        if isinstance(outcome, relay.Forward) and (refusal := self._over_budget(outcome)) is not None:
-            outcome = refusal
-            flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
-            req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
-            return
-        if isinstance(outcome, relay.Forward):
-            scheme, host, port, path = outcome.target
-            authority = url.hostport(scheme, host, port)
-            try:
-                call, account = self._prepare(outcome)
-            except ValueError as e:  # (the configuration checks names; this is the last guard)
-                outcome = relay.error_reply(500, f"llmrelay: {e}")
-                flow.response = http.Response.make(outcome.status, outcome.body, outcome.headers)
-                req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
+            self.pending[flow.id] = taken
+            if shown is not None:
+                # The flow shows the provider request (and ServerPlayback matches it): new headers,
+                # raw content and the target written straight into the request's data, much
+                # cheaper than the setters, which rescan and rewrite the headers on each call.
+                _show(req, shown)
+                # The client's side, for mitmweb: the flow itself holds the provider's side.
+                flow.metadata[SIDE] = {"client_request": client_body}  # bytes: kept, not copied
                 return
-            self.pending[flow.id] = Pending(outcome.exchange, call, self.config.secrets, account, outcome.fallbacks)
-            # The flow shows the provider request (and ServerPlayback matches it): new headers,
-            # raw content and the target written straight into the request's data, much
-            # cheaper than the setters, which rescan and rewrite the headers on each call.
-            secret = {name.encode() for name in outcome.exchange.secret_headers}
-            shown = _sized(outcome.headers, outcome.body)
-            if recording:
-                # Recording or replaying: the flow carries what makes this request the same on
-                # another day (`llmrelay.replay`), for `--replay` to match on.
-                found = replay.key(body) if req.path.startswith("/v1/messages") else None
-                if found:
-                    shown = {**shown, replay.HEADER: found}
-            req.headers = http.Headers(_redacted(_fields(shown, host=authority), secret))
-            req.raw_content = outcome.body
-            data = req.data
-            data.scheme, data.host, data.port, data.path = scheme.encode(), host, port, path.encode()
-            if data.authority:  # HTTP/2 and 3 clients: :authority stands for Host
-                req.authority = authority
-            # The client's side, for mitmweb: the flow itself holds the provider's side.
-            flow.metadata[SIDE] = {"client_request": client_body}  # bytes: kept, not copied
-            return
-        self._pass(flow, headers, body, outcome.stream)
+        req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
+
+    def _take(self, method: str, target: tuple[str, str, int, str], body: bytes, headers: dict[str, str], *,
+              recording: bool, authority: bool) -> tuple[relay.Reply | Pending, tuple | None]:
+        """What the relay makes of a client's request: a reply of its own, or a `Pending`
+        request for a provider (or for the reverse-mode target), with the request its flow
+        shows (None: the client's own). `authority`: the client names the host in :authority."""
+        try:
+            decoded = _decoded(body, headers.get("content-encoding"))
+        except ValueError:
+            return relay.error_reply(400, "the request body could not be decoded from its content-encoding"), None
+        path = target[3]
+        outcome = relay.handle(self.config, method, path, decoded, headers, canonical=recording)
+        if isinstance(outcome, relay.Pass):
+            return self._pass(method, target, headers, decoded, outcome.stream), None
+        if isinstance(outcome, relay.Reply):
+            return outcome, None
+        refusal = self._over_budget(outcome)
+        if refusal is not None:
+            return refusal, None
+        try:
+            call, account = self._prepare(outcome)
+        except ValueError as e:  # (the configuration checks names; this is the last guard)
+            return relay.error_reply(500, f"llmrelay: {e}"), None
+        pending = Pending(outcome.exchange, call, self.config.secrets, account, outcome.fallbacks)
+        scheme, host, port, provider_path = outcome.target
+        hostport = url.hostport(scheme, host, port)
+        shown = _sized(outcome.headers, outcome.body)
+        if recording:
+            # Recording or replaying: the flow carries what makes this request the same on
+            # another day (`llmrelay.replay`), for `--replay` to match on.
+            found = replay.key(decoded) if path.startswith("/v1/messages") else None
+            if found:
+                shown = {**shown, replay.HEADER: found}
+        secret = {name.encode() for name in outcome.exchange.secret_headers}
+        fields = _redacted(_fields(shown, host=hostport), secret)
+        authority_shown = hostport.encode() if authority else b""  # (HTTP/2 and 3: :authority stands for Host)
+        return pending, (scheme.encode(), host, port, provider_path.encode(), authority_shown, fields, outcome.body)
 
     def _over_budget(self, forward: relay.Forward) -> relay.Reply | None:
         """A route that has spent its daily budget is refused, in the client's protocol."""
@@ -368,36 +491,43 @@ class Adapter:
                     chunks.append(chunk)
         return response.status, b"".join(chunks)
 
-    def _pass(self, flow: http.HTTPFlow, headers: dict[str, str], body: bytes, stream: bool) -> None:
+    def _pass(self, method: str, target: tuple[str, str, int, str], headers: dict[str, str], body: bytes, stream: bool) -> Pending:
         """Passthrough: on to the reverse-mode target with the client's own credentials,
         sent by the relay like any other request (so its failures are Anthropic errors too)."""
-        req = flow.request
+        scheme, host, port, path = target
         keys = self.config.relay.inbound_keys
         carrier = gate.inbound_key(headers, keys) if keys else None
         sent = [(k, v) for k, v in headers.items() if k not in ("host", "content-encoding", gate.KEY_HEADER) and k != carrier]
-        target = f"{req.scheme}://{url.hostport(req.scheme, req.host, req.port)}{req.path}"
         credentials = [headers[k][7:] if k == "authorization" else headers[k] for k in ("authorization", "x-api-key") if k in headers and k != carrier]
         secrets = (*self.config.secrets, *credentials)
-        if req.path.startswith("/v1/messages") and anthropic_compat.has_foreign_thinking(body):
+        if path.startswith("/v1/messages") and anthropic_compat.has_foreign_thinking(body):
             body = anthropic_compat.without_foreign_thinking(body)  # Anthropic would refuse the request
-        exchange = relay.PassExchange(client_stream=stream, provider=SimpleNamespace(host=req.host))
-        call = Call(req.method, target, sent, body, Timeouts(), req.host)
-        self.pending[flow.id] = Pending(exchange, call, secrets)
-        req.headers.fields = _redacted(req.headers.fields, CLIENT_SECRETS)
+        exchange = relay.PassExchange(client_stream=stream, provider=SimpleNamespace(host=host))
+        call = Call(method, f"{scheme}://{url.hostport(scheme, host, port)}{path}", sent, body, Timeouts(), host)
+        return Pending(exchange, call, secrets)
+
+    def _answer(self, pending: Pending, sink: Sink | None = None) -> Answer:
+        return Answer(pending.exchange, pending.call, self.upstream, ping_every=self.config.relay.ping_interval,
+                      secrets=pending.secrets, account=pending.account, fallbacks=pending.fallbacks, prepare=self._prepare,
+                      cool_down=self.config.relay.cool_down, sink=sink)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         flight = self.in_flight.get(flow.id)
-        if flight is not None and flight.answer.exchange.client_stream and flow.response is not None:
-            # Made by the relay as it goes: passed on as it comes. The first bytes tell the
-            # answer they are on their way; the rest pass untouched.
-            response, answer = flow.response, flight.answer
+        if flight is None or not flight.looped or flow.response is None:
+            return
+        # Made by the relay: passed on as it comes (the `response` hooks run after the client
+        # has it all). The first bytes of a stream tell the answer they are on their way.
+        response, answer = flow.response, flight.answer
+        if not isinstance(answer, Answer) or not answer.exchange.client_stream:
+            response.stream = True
+            return
 
-            def first(data: bytes) -> bytes:
-                response.stream = True
-                answer.delivered()
-                return data
+        def first(data: bytes) -> bytes:
+            response.stream = True
+            answer.delivered()
+            return data
 
-            response.stream = first
+        response.stream = first
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Runs before Save: the flow is put back to the exchange with the provider."""
@@ -407,6 +537,10 @@ class Adapter:
         answer = flight.answer
         _restore(flight)
         response = flow.response
+        if isinstance(answer, relay.Reply):  # the relay's own, to a request taken early
+            if response.raw_content is None:  # (streamed on: kept for the flow)
+                response.raw_content = answer.body
+            return
         if answer.provider_status is not None:
             # A new response object: the one mitmproxy is sending to the client keeps its own
             # head, by which mitmproxy ends the message it streamed.
@@ -415,7 +549,7 @@ class Adapter:
             shown.raw_content = b"".join(answer.provider_raw)  # scrubbed as it was read
             shown.timestamp_start, shown.timestamp_end = response.timestamp_start, response.timestamp_end
             flow.response = shown
-            if answer.exchange.client_stream:
+            if flight.looped:
                 if SIDE in flow.metadata:
                     flow.metadata[SIDE]["client_response"] = b"".join(answer.sent)
             else:  # not sent yet: Translate gives it back after Save
@@ -437,10 +571,15 @@ class Adapter:
     def error(self, flow: http.HTTPFlow) -> None:
         self.pending.pop(flow.id, None)
         self.unsent.pop(flow.id, None)
+        early = self.early.pop(flow.id, None)
+        if early is not None:  # gone before its body was in
+            self.loopback.discard(early.path)
+            early.cancel()
         flight = self.in_flight.pop(flow.id, None)
         if flight is not None:
-            flight.answer.cancel()
             _restore(flight)
+        if flight is not None and isinstance(flight.answer, Answer):
+            flight.answer.cancel()
             gone = flight.answer.client_gone or (flow.error is not None and "client disconnected" in flow.error.msg.lower())
             if gone:
                 self.account(flow, flight.answer.exchange, 499, "client_disconnected")
@@ -484,13 +623,11 @@ class Translate:
         if flow.response is not None:  # replayed: translated in `response`
             adapter.replays[flow.id] = pending.exchange
             return
-        answer = Answer(pending.exchange, pending.call, adapter.upstream, ping_every=adapter.config.relay.ping_interval,
-                        secrets=pending.secrets, account=pending.account, fallbacks=pending.fallbacks, prepare=adapter._prepare,
-                        cool_down=adapter.config.relay.cool_down)
+        answer = adapter._answer(pending)
         req = flow.request
         data = req.data
         shown = (data.scheme, data.host, data.port, data.path, data.authority, req.headers.fields, req.raw_content)
-        adapter.in_flight[flow.id] = InFlight(flow, answer, shown)
+        adapter.in_flight[flow.id] = InFlight(flow, answer, shown, looped=pending.exchange.client_stream)
         task = answer.start()
         if not pending.exchange.client_stream:
             # Nothing to stream: the whole answer becomes the flow's response right here.
@@ -532,12 +669,19 @@ class Translate:
 
 
 def _restore(flight: InFlight) -> None:
-    """The flow shows the provider request again, as it did before the loopback leg."""
-    req = flight.flow.request
+    """The flow shows the request it stands for again, not the loopback leg's."""
+    _show(flight.flow.request, flight.request)
+
+
+def _show(req: http.Request, shown: tuple) -> None:
+    """`shown`: scheme, host, port, path, authority, header fields and raw body."""
     data = req.data
-    data.scheme, data.host, data.port, data.path, data.authority, fields, body = flight.request
+    data.scheme, data.host, data.port, data.path, data.authority, fields, data.content = shown
+    req.stream = False
     req.headers.fields = fields
-    req.raw_content = body
+
+
+WHOLE_REQUEST_OPTIONS = ("save_stream_file", "server_replay", "modify_body", "map_local", "map_remote", "block_list", "intercept")
 
 
 def _listening_beyond_loopback() -> set[str]:

@@ -66,3 +66,14 @@ class Relay:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def records(self, count: int, kind: str = "usage", where=lambda record: True) -> list[dict]:
+        """The usage records (or `kind`) that `where` picks, once there are `count` of them
+        (at most 10 s): a record is written after the client has its answer, not before."""
+        sys.path.insert(0, str(ROOT / "addon"))
+        from llmrelay import usage
+
+        deadline = time.monotonic() + 10
+        while len(found := [r for r in usage.read(self.data, kind) if where(r)]) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return found

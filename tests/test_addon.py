@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from mitmproxy import exceptions
+from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow, tutils
 
 from adapter import Adapter
@@ -243,3 +246,121 @@ def test_mitmweb_shows_both_sides_of_a_translated_flow(adapter) -> None:
     # Flows the relay did not translate keep mitmproxy's own views.
     plain = tflow.tflow(resp=True)
     assert "both sides" not in rendered(plain.response, plain)[0]
+
+
+# --- requests taken as they arrive ------------------------------------------------------
+
+
+@pytest.fixture
+def taking(tmp_path: Path):
+    """The adapter as mitmdump runs it, not recording: requests are taken as they arrive.
+    The provider listens nowhere, so each answer is the relay's own error."""
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.replace("https://provider.example/v1", f"http://127.0.0.1:{free_port()}/v1"))
+    addon = Adapter()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, listen_host="127.0.0.1", adapter_config=str(path), adapter_data_dir=str(tmp_path / "data"))
+        addon.loopback.port = 40001  # as if started
+        yield addon, tctx
+
+
+def arriving(path: str, body: dict | bytes):
+    """A flow as mitmproxy has it in `requestheaders`: the head read, the body still to come."""
+    f = flow(path, body)
+    content = f.request.raw_content
+    f.request.headers["content-length"] = str(len(content))
+    f.request.data.content = None
+    return f, content
+
+
+def test_a_request_is_taken_as_it_arrives_and_leaves_with_its_last_byte(taking) -> None:
+    adapter, _ = taking
+    f, body = arriving("/v1/messages?beta=true", MESSAGE)
+
+    async def hooks() -> None:
+        adapter.requestheaders(f)
+        # On the loopback leg from its head on; nothing but the head goes there.
+        assert f.request.url.startswith("http://127.0.0.1:40001/")
+        assert f.request.headers.fields == ((b"host", b"127.0.0.1:40001"), (b"content-length", b"0"))
+        assert f.request.stream(body[:7]) == b"" and f.request.stream(body[7:]) == b""
+        assert f.id not in adapter.in_flight  # not before the last byte
+        assert f.request.stream(b"") == b""  # the end of the body
+        flight = adapter.in_flight[f.id]
+        assert flight.answer.call.url.endswith("/v1/chat/completions") and json.loads(flight.answer.call.body)["model"] == "small-model"
+        assert flight.answer.sink is adapter.loopback.jobs[f.request.path].sink  # what mitmproxy will read
+        adapter.request(f)  # the `request` hooks come after: nothing is left for them to do
+        assert f.id not in adapter.pending and f.response is None
+        await flight.answer._task
+        assert flight.answer.sink.status == 529
+
+    asyncio.run(hooks())
+    f.response = tutils.tresp(status_code=529, headers=((b"content-type", b"application/json"),), content=None)
+    adapter.responseheaders(f)
+    assert f.response.stream is True  # a JSON answer passes on as it comes, the `response` hooks after it
+    adapter.response(f)
+    # The flow shows the exchange with the provider, and the client's side beside it.
+    assert f.request.url.endswith("/v1/chat/completions") and f.request.headers["authorization"] == "[REDACTED]"
+    assert json.loads(f.request.content)["model"] == "small-model" and f.request.stream is False
+    assert f.metadata["llmrelay"]["client_request"] == body
+    assert json.loads(f.response.content)["error"]["type"] == "overloaded_error"
+    assert "sk-provider-key-123" not in str(f.get_state()) and "sk-ant-client-key" not in str(f.get_state())
+    assert not adapter.in_flight and not adapter.early
+
+
+def test_what_the_relay_answers_itself_comes_over_the_loopback_leg_too(taking) -> None:
+    adapter, _ = taking
+    f, body = arriving("/v1/messages/count_tokens", MESSAGE)
+    adapter.requestheaders(f)
+    sink = adapter.loopback.jobs[f.request.path].sink
+    f.request.stream(body)
+    f.request.stream(b"")
+    assert sink.status == 200 and sink.ended and json.loads(b"".join(sink.body))["input_tokens"] > 0
+    f.response = tutils.tresp(status_code=200, headers=((b"content-type", b"application/json"),), content=None)
+    adapter.responseheaders(f)
+    adapter.response(f)
+    # The flow shows the client's request, its key redacted, and the relay's answer.
+    assert f.request.path == "/v1/messages/count_tokens" and f.request.headers["x-api-key"] == "[REDACTED]"
+    assert f.request.content == body and json.loads(f.response.content)["input_tokens"] > 0
+
+
+def test_a_client_gone_before_its_body_was_in_leaves_nothing_behind(taking) -> None:
+    adapter, _ = taking
+    f, body = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    f.request.stream(body[:5])
+    f.error = Error("client disconnected")
+    adapter.error(f)
+    assert not adapter.early and not adapter.loopback.jobs and not adapter.in_flight
+
+
+class Recorder:
+    """Stands in for mitmproxy's Save and ServerPlayback, with their options."""
+
+    def load(self, loader) -> None:
+        loader.add_option("save_stream_file", Optional[str], None, "")
+        loader.add_option("server_replay", Sequence[str], [], "")
+
+
+@pytest.mark.parametrize("option, value", [("save_stream_file", "flows"), ("server_replay", ["flows"])])
+def test_recording_or_replaying_takes_each_request_whole(taking, option, value) -> None:
+    adapter, tctx = taking
+    tctx.master.addons.add(Recorder())
+    tctx.options.update(**{option: value})
+    adapter.configure({option})
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.request.stream is False and f.request.host == "address" and not adapter.early
+
+
+def test_another_addons_request_hook_gets_each_request_whole(taking) -> None:
+    adapter, tctx = taking
+
+    class Rewriter:
+        def request(self, flow) -> None:
+            pass
+
+    tctx.master.addons.add(Rewriter())
+    adapter.configure(set())
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.request.stream is False and not adapter.early

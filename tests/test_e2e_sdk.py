@@ -52,6 +52,34 @@ def test_streaming_text(client, provider) -> None:
     assert provider.requests[0].body["stream_options"] == {"include_usage": True}
 
 
+@pytest.mark.parametrize("expect", [False, True], ids=["pieces", "100-continue"])
+def test_a_body_that_arrives_slowly_is_answered_once_it_is_in(relay, provider, expect: bool) -> None:
+    """The relay takes a request as it arrives; a body sent in pieces, or only after the
+    relay's 100 Continue (curl's way with big bodies), is read whole all the same."""
+    import socket
+    import time
+
+    provider.set_script([{"text": "All of it arrived", "chunks": 2}])
+    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 50, "stream": True,
+                       "messages": [{"role": "user", "content": "x" * 20_000}]}).encode()
+    head = (f"POST /v1/messages HTTP/1.1\r\nhost: {relay.url.split('//')[1]}\r\ncontent-type: application/json\r\n"
+            f"x-api-key: {CLIENT_KEY}\r\nanthropic-version: 2023-06-01\r\ncontent-length: {len(body)}\r\n"
+            f"{'expect: 100-continue' + chr(13) + chr(10) if expect else ''}\r\n").encode()
+    host, port = relay.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head)
+        if expect:
+            assert conn.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n")
+        for at in range(0, len(body), 7_000):
+            time.sleep(0.05)
+            conn.sendall(body[at : at + 7_000])
+        answer = b""
+        while b"event: message_stop" not in answer and (data := conn.recv(65536)):
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"All of it" in answer and b"event: message_stop" in answer
+    assert provider.requests[-1].body["messages"][-1]["content"] == "x" * 20_000
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_tool_round_trip(client, provider, stream: bool) -> None:
     provider.set_script(
@@ -201,12 +229,12 @@ def test_every_routed_request_leaves_a_usage_record_without_content(client, prov
     with pytest.raises(anthropic.RateLimitError):
         client.messages.create(model=model, max_tokens=50, messages=[{"role": "user", "content": "x"}])
 
-    records = [r for r in usage.read(relay.data) if r["client_model"] == model]
+    records = relay.records(3, where=lambda r: r["client_model"] == model)
     assert [(r["stream"], r["status"], r["error_type"]) for r in records] == [(True, 200, None), (False, 200, None), (False, 429, "rate_limit_error")]
     first = records[0]
     assert (first["provider"], first["model"], first["input_tokens"], first["cache_read_input_tokens"], first["output_tokens"]) == ("mock", "gpt-4.1-mini", 60, 40, 20)
     assert 0 < first["ttft_ms"] <= first["total_ms"]
-    assert [r["status"] for r in usage.read(relay.data, "errors") if r["client_model"] == model] == [429]
+    assert [r["status"] for r in relay.records(1, "errors", lambda r: r["client_model"] == model)] == [429]
     text = "".join(path.read_text() for path in relay.data.rglob("*.jsonl"))
     assert "secret" not in text and PROVIDER_KEY not in text and CLIENT_KEY not in text
 

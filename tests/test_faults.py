@@ -9,7 +9,6 @@ as complete. Silence gets keep-alive pings, and the provider's timeouts hold.
 from __future__ import annotations
 
 import json
-import time
 
 import anthropic
 import httpx
@@ -341,16 +340,9 @@ def test_usage_records_say_what_happened(relay, upstream) -> None:
     body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": HELLO, "stream": True}
     with httpx.stream("POST", relay.url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}) as answer:
         assert b"ping" in next(answer.iter_raw())  # then the client gives up and goes away
-    cut, gone = _wait_for_records(relay, before + 2)[before:]
+    cut, gone = relay.records(before + 2)[before:]
     assert (cut["status"], cut["error_type"]) == (200, "api_error")  # an error inside a 200 stream
     assert (gone["status"], gone["error_type"]) == (499, "client_disconnected")
-
-
-def _wait_for_records(relay, count: int) -> list[dict]:
-    deadline = time.monotonic() + 10
-    while len(found := usage.read(relay.data)) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
 
 
 def test_an_error_event_from_an_anthropic_compatible_provider_is_recorded_with_its_type(relay, upstream) -> None:
@@ -359,5 +351,5 @@ def test_an_error_event_from_an_anthropic_compatible_provider_is_recorded_with_i
     upstream.set_script([Fault("ok", events=anthropic_events()[:3] + [error])])
     response, events = stream_raw(relay, "claude-compatible")
     assert events[-1][1]["error"]["type"] == "overloaded_error"
-    record = _wait_for_records(relay, before + 1)[before]
+    record = relay.records(before + 1)[before]
     assert (record["status"], record["error_type"]) == (200, "overloaded_error")

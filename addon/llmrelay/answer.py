@@ -26,8 +26,8 @@ Rules:
   the flow, so `-w` records the exchange with the provider and mitmweb shows both sides.
 
 The request goes out as soon as the answer is started; what it writes waits in its sink until
-mitmproxy fetches it from the loopback server (a streaming client), or is handed to mitmproxy
-whole when it ends (a JSON client, which needs no loopback leg at all).
+mitmproxy fetches it from the loopback server, or, for a JSON client while flows are recorded
+or replayed, is handed to mitmproxy whole when it ends.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Answer:
     def __init__(self, exchange: Any, call: Call, upstream: Upstream, *, ping_every: float, secrets: tuple[str, ...],
                  account: oauth.Account | None = None, fallbacks: list[Callable[[], Any]] = (),
                  prepare: Callable[[Any], tuple[Call, oauth.Account | None]] | None = None,
-                 cool_down: float = 30.0) -> None:
+                 cool_down: float = 30.0, sink: Sink | None = None) -> None:
         self.exchange = exchange
         # What the client speaks: how its answer, its errors and its keep-alives look.
         self.front = getattr(exchange, "front", None) or AnthropicFront(secrets)
@@ -91,7 +91,7 @@ class Answer:
         self.error_type: str | None = None
         self.client_gone = False
         self.done = False
-        self.sink = Sink()
+        self.sink = sink if sink is not None else Sink()  # (given: the loopback leg may be reading it already)
         # Watchdog state.
         self._task: asyncio.Task | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -287,7 +287,7 @@ class Answer:
             return None
 
         try:
-            await self._read(response, on_chunk, first_token=True)
+            await self._read(response, on_chunk, first_token=True, piece=FIRST_PIECE if translator is not None else None)
         except UpstreamError as failure:
             return self._fail_stream(translator, failure)
         if translator is not None:
@@ -322,11 +322,15 @@ class Answer:
             self._reply(message_reply(accumulator), converted=False)
 
     async def _read(self, response: Response, each: Callable[[bytes], list[bytes] | None] | None = None, *,
-                    first_token: bool = False) -> None:
+                    first_token: bool = False, piece: int | None = None) -> None:
         """Reads the body to its end, handing each read to `each` and sending the client what
         it returns; a failure or a timeout comes out as `UpstreamError`. The flow's copy
         (`provider_raw`) is scrubbed read by read, and with `first_token` (a client waiting
-        for its stream) only once the client has had something: it never delays a token."""
+        for its stream) only once the client has had something: it never delays a token.
+        With `piece`, until the first token is out a big read is handed on `piece` bytes at a
+        time, so that the token does not wait for the rest of the read to be translated (a
+        provider that sends a burst: 250 KB at once from a Responses API, the request echoed
+        twice before the first delta)."""
         loop = asyncio.get_running_loop()
         idle = self.call.timeouts.idle
         scrubber = Scrubber(self.secrets)
@@ -339,11 +343,16 @@ class Answer:
                     self.exchange.first_byte, first = time.monotonic(), False
                 self._expect(loop.time() + idle, "data")
                 unscrubbed.append(chunk)
-                if each is not None and (out := each(chunk)):
-                    self._send(out[0])
-                    for part in out[1:]:  # a huge answer: other requests get a turn between slices
-                        await asyncio.sleep(0)
-                        self._send(part)
+                start, size = 0, len(chunk)
+                while each is not None and start < size:
+                    end = min(start + piece, size) if waiting and piece else size
+                    out = each(chunk if end - start == size else chunk[start:end])
+                    start = end
+                    if out:
+                        self._send(out[0])
+                        for part in out[1:]:  # a huge answer: other requests get a turn between slices
+                            await asyncio.sleep(0)
+                            self._send(part)
                     if waiting and self._token_sent:
                         waiting = False
                         await self._until_delivered()
@@ -493,6 +502,7 @@ class Answer:
 
 MAX_RETRY_WAIT = 5.0  # seconds waited on a retry-after before the same provider is asked again
 FIRST_OUT_WAIT = 0.05  # seconds the next reads wait at most for the first token to reach mitmproxy's client side
+FIRST_PIECE = 2048  # bytes translated at a time until the first token is out (measured: 2-4 KB is fastest to it)
 
 
 def _seconds(value: str | None) -> float | None:
