@@ -95,16 +95,30 @@ class InFlight:
 
 
 class Early:
-    """The loopback job of a request taken as it arrives (`Adapter.requestheaders`): mitmproxy
-    reads from its sink from the request's head on; its answer begins once the body is in."""
+    """A request taken as it arrives (`Adapter.requestheaders`), and its loopback job:
+    mitmproxy reads from its sink from the request's head on; its answer begins once the body
+    is in. It keeps what the client sent: where to (`target`), its headers (lower-case names),
+    the request as its flow shows it (`client`, credentials redacted) and the body so far."""
 
-    __slots__ = ("sink", "answer", "path", "cancelled")
+    __slots__ = ("sink", "answer", "path", "cancelled", "expected", "target", "headers", "client", "chunks", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int, target: tuple, headers: dict[str, str], client: tuple) -> None:
         self.sink = Sink()
         self.answer: Answer | None = None
         self.path = ""
         self.cancelled = False
+        self.expected, self.target, self.headers, self.client = expected, target, headers, client
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+
+    def body(self) -> bytes:
+        body = b"".join(self.chunks)
+        self.chunks = []
+        return body
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -180,10 +194,8 @@ class Adapter:
 
     def _may_take_early(self) -> bool:
         """Requests are taken as they arrive unless something needs each one whole on its flow
-        in the `request` hook: recording and replaying (the provider request is what they
-        match), mitmproxy's own request rewriting and interception, or another addon's
-        `request` hook."""
-        if any(getattr(ctx.options, name, None) for name in WHOLE_REQUEST_OPTIONS):
+        in the `request` hook (`NOT_EARLY_OPTIONS`, or another addon's `request` hook)."""
+        if any(getattr(ctx.options, name, None) for name in NOT_EARLY_OPTIONS):
             return False
         ours = (self, self.late)
         return not any(
@@ -325,21 +337,14 @@ class Adapter:
         headers = _lower(req.headers)
         headers["host"] = req.host_header or ""
         data = req.data
-        target = (req.scheme, req.host, req.port, req.path)
         client = (data.scheme, data.host, data.port, data.path, data.authority, _redacted(data.headers.fields, CLIENT_SECRETS))
-        job = Early()
-        chunks: list[bytes] = []
-        size = 0
+        job = Early(expected, (req.scheme, req.host, req.port, req.path), headers, client)
 
         def collect(chunk: bytes) -> bytes:
-            nonlocal size
             if chunk:
-                chunks.append(chunk)
-                size += len(chunk)
-            elif size == expected and job.answer is None and not job.cancelled:  # the end of the body
-                body = b"".join(chunks)
-                chunks.clear()
-                self._arrived(flow, job, target, headers, body, client)
+                job.add(chunk)
+            elif job.size == job.expected and job.answer is None:  # the end of the body (an empty HTTP/2 frame is not)
+                self._arrived(flow, job, job.body())
             return b""  # nothing goes to the loopback server but the head
 
         req.stream = collect
@@ -350,35 +355,46 @@ class Adapter:
         if data.authority:
             data.authority = authority.encode()
         head = [(b"host", authority.encode()), (b"content-length", b"0")]
-        if "expect" in headers:  # (mitmproxy answers a 100-continue by what the head says, then drops it)
-            head.append((b"expect", headers["expect"].encode()))
+        if "expect" in headers:  # mitmproxy answers a 100-continue by what the head says, then drops it
+            head.append((b"expect", headers.pop("expect").encode()))
         data.headers = http.Headers(tuple(head))
 
-    def _arrived(self, flow: http.HTTPFlow, job: Early, target: tuple, headers: dict[str, str], body: bytes, client: tuple) -> None:
+    def _arrived(self, flow: http.HTTPFlow, job: Early, body: bytes) -> None:
         """The body of a request taken early is in: its answer begins."""
+        if job.cancelled or flow.error is not None or not flow.live:  # killed, or gone: `error` tidies up
+            return
         self.early.pop(flow.id, None)
         try:
-            taken, shown = self._take(flow.request.method, target, body, headers, recording=False, authority=bool(client[4]))
-        except Exception:  # (mitmproxy's own reading of the body is what runs this)
+            taken, shown = self._take(flow.request.method, job.target, body, job.headers, recording=False, authority=bool(job.client[4]))
+            if isinstance(taken, Pending):
+                job.answer = answer = self._answer(taken, job.sink)
+                if shown is None:  # passed through: the flow shows the client's request
+                    shown = (*job.client, body)
+                else:
+                    flow.metadata[SIDE] = {"client_request": body}
+                self.in_flight[flow.id] = InFlight(flow, answer, shown)
+                answer.start()
+                return
+        except Exception:  # (this runs inside mitmproxy's reading of the body: nothing may escape)
             log.exception("llmrelay: taking a request failed")
-            taken, shown = relay.error_reply(500, "the relay failed to read the request; its log has the details"), None
-        if isinstance(taken, relay.Reply):
-            self.in_flight[flow.id] = InFlight(flow, taken, (*client, body))
-            job.sink.head(taken.status, taken.headers, len(taken.body))
-            job.sink.write(taken.body)
-            job.sink.end()
-            return
-        job.answer = answer = self._answer(taken, job.sink)
-        if shown is None:  # passed through: the flow shows the client's request
-            shown = (*client, body)
-        else:
-            flow.metadata[SIDE] = {"client_request": body}
-        self.in_flight[flow.id] = InFlight(flow, answer, shown)
-        answer.start()
+            if job.answer is not None:
+                job.answer.cancel()
+            if job.sink.started:
+                return
+            taken = relay.error_reply(500, "the relay failed to read the request; its log has the details")
+        self.in_flight[flow.id] = InFlight(flow, taken, (*job.client, body))
+        job.sink.head(taken.status, taken.headers, len(taken.body))
+        job.sink.write(taken.body)
+        job.sink.end()
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if self.config is None or flow.response is not None or flow.id in self.in_flight or flow.id in self.early:
-            return  # (taken early: answered already, or its body was cut, which ends the flow in `error`)
+        early = self.early.get(flow.id)
+        if early is not None:
+            # Taken early, but its body did not end at its Content-Length (an HTTP/2 request
+            # ended with its headers, or one whose Transfer-Encoding won): read as it came.
+            return self._arrived(flow, early, early.body() or flow.request.raw_content or b"")
+        if self.config is None or flow.response is not None or flow.id in self.in_flight:
+            return
         req = flow.request
         headers = _lower(req.headers)
         headers["host"] = req.host_header or ""
@@ -572,9 +588,10 @@ class Adapter:
         self.pending.pop(flow.id, None)
         self.unsent.pop(flow.id, None)
         early = self.early.pop(flow.id, None)
-        if early is not None:  # gone before its body was in
+        if early is not None:  # gone before its body was in: the flow shows what came of it
             self.loopback.discard(early.path)
             early.cancel()
+            _show(flow.request, (*early.client, early.body()))
         flight = self.in_flight.pop(flow.id, None)
         if flight is not None:
             _restore(flight)
@@ -681,7 +698,11 @@ def _show(req: http.Request, shown: tuple) -> None:
     req.headers.fields = fields
 
 
-WHOLE_REQUEST_OPTIONS = ("save_stream_file", "server_replay", "modify_body", "map_local", "map_remote", "block_list", "intercept")
+# What keeps requests from being taken early, when set: recording and replaying, mitmproxy's
+# own rewriting of requests in its `request` hooks, interception, and the size limit it
+# checks on answers (the relay's own JSON answers included, once they come over the loopback).
+NOT_EARLY_OPTIONS = ("save_stream_file", "server_replay", "modify_body", "map_local", "map_remote", "block_list", "intercept",
+                     "stickyauth", "stickycookie", "anticache", "anticomp", "body_size_limit")
 
 
 def _listening_beyond_loopback() -> set[str]:

@@ -331,6 +331,31 @@ def test_a_client_gone_before_its_body_was_in_leaves_nothing_behind(taking) -> N
     f.error = Error("client disconnected")
     adapter.error(f)
     assert not adapter.early and not adapter.loopback.jobs and not adapter.in_flight
+    # The flow shows what the client sent, its key redacted.
+    assert f.request.path == "/v1/messages" and f.request.content == body[:5] and f.request.headers["x-api-key"] == "[REDACTED]"
+
+
+def test_a_killed_flow_sends_nothing_on(taking) -> None:
+    adapter, _ = taking
+    f, body = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    f.request.stream(body)
+    f.kill()
+    f.request.stream(b"")
+    assert not adapter.in_flight and adapter.loopback.jobs[f.request.path].answer is None
+
+
+def test_a_body_that_does_not_end_at_its_length_is_still_answered(taking) -> None:
+    # An HTTP/2 request may end with its headers though they announce a body: mitmproxy then
+    # reads it whole (empty), and never streams it.
+    adapter, _ = taking
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    sink = adapter.loopback.jobs[f.request.path].sink
+    f.request.data.content = b""
+    adapter.request(f)
+    assert sink.status == 400 and sink.ended and json.loads(b"".join(sink.body))["error"]["type"] == "invalid_request_error"
+    assert not adapter.early and f.id in adapter.in_flight
 
 
 class Recorder:
