@@ -328,13 +328,13 @@ class Adapter:
         req = flow.request
         if not self.early_ok or self.config is None or flow.response is not None or req.method != "POST" or not self.loopback.port:
             return
+        headers = _lower(req.headers)
         try:
-            expected = int(req.headers.get("content-length", ""))
+            expected = int(headers.get("content-length", ""))
         except ValueError:
             return  # (a chunked upload: taken in `request`)
         if expected <= 0:
             return
-        headers = _lower(req.headers)
         headers["host"] = req.host_header or ""
         data = req.data
         client = (data.scheme, data.host, data.port, data.path, data.authority, _redacted(data.headers.fields, CLIENT_SECRETS))
@@ -593,15 +593,16 @@ class Adapter:
             early.cancel()
             _show(flow.request, (*early.client, early.body()))
         flight = self.in_flight.pop(flow.id, None)
-        if flight is not None:
-            _restore(flight)
-        if flight is not None and isinstance(flight.answer, Answer):
-            flight.answer.cancel()
-            gone = flight.answer.client_gone or (flow.error is not None and "client disconnected" in flow.error.msg.lower())
-            if gone:
-                self.account(flow, flight.answer.exchange, 499, "client_disconnected")
+        if flight is None:
+            return
+        _restore(flight)
+        answer = flight.answer
+        if isinstance(answer, Answer):  # (not the relay's own reply)
+            answer.cancel()
+            if answer.client_gone or (flow.error is not None and "client disconnected" in flow.error.msg.lower()):
+                self.account(flow, answer.exchange, 499, "client_disconnected")
             else:
-                self.account(flow, flight.answer.exchange, 502, flight.answer.error_type or "connection_error")
+                self.account(flow, answer.exchange, 502, answer.error_type or "connection_error")
 
     def account(self, flow: http.HTTPFlow, exchange: Exchange, status: int, error_type: str | None, *, replayed: bool = False) -> None:
         if isinstance(exchange, relay.PassExchange) or exchange.count_tokens_body is not None:
