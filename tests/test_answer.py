@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from llmrelay import relay
-from llmrelay.answer import Answer
+from llmrelay.answer import FIRST_PIECE, Answer, _cut
 from llmrelay.config import parse_config
 from llmrelay.upstream import Call, Upstream
 
@@ -53,3 +53,22 @@ def test_the_first_token_of_a_burst_goes_out_before_the_rest_is_translated() -> 
         server.close()
 
     asyncio.run(run())
+
+
+def test_a_burst_is_cut_at_line_ends_and_a_long_line_never_in_two() -> None:
+    # Until the first token is out, a big read is translated in pieces of about FIRST_PIECE
+    # bytes; no token can come out of part of a line, so a piece always ends at a line end.
+    echo = b"event: response.created\ndata: {" + b"x" * 80_000 + b"}\n\n"
+    deltas = b"".join(b"event: d\ndata: {\"delta\":\"%d\"}\n\n" % i for i in range(400))
+    read = echo + deltas
+    pieces, start = [], 0
+    while start < len(read):
+        end = _cut(read, start + FIRST_PIECE)
+        pieces.append(read[start:end])
+        start = end
+    assert b"".join(pieces) == read
+    assert all(piece.endswith(b"\n") for piece in pieces)
+    assert pieces[0] == echo[:-1]  # the long line whole, in one piece with the line before it
+    assert all(FIRST_PIECE <= len(piece) < FIRST_PIECE + 40 for piece in pieces[1:-1])  # short lines, ~FIRST_PIECE at a time
+    assert len(pieces) >= len(deltas) // (FIRST_PIECE + 40)
+    assert _cut(b"no line end at all", 4) == len(b"no line end at all")
