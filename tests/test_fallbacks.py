@@ -5,7 +5,6 @@ while. Each case has a first provider of its own (cool-downs are per provider)."
 from __future__ import annotations
 
 import json
-import time
 
 import anthropic
 import pytest
@@ -62,9 +61,20 @@ def client(relay) -> anthropic.Anthropic:
     return anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
 
 
-def last_record(relay) -> dict:
-    time.sleep(0.3)
-    return usage.read(relay.data)[-1]
+def seen(relay, model: str) -> int:
+    """How many usage records the shared relay has written so far for requests naming `model`
+    (another test's last record may still be on its way)."""
+    return sum(record["client_model"] == model for record in usage.read(relay.data))
+
+
+def answered(record: dict) -> bool:
+    return record["status"] == 200
+
+
+def last_record(relay, model: str, before: int) -> dict:
+    """The newest usage record for `model` once there is one more than `before` (a record is
+    written after the client has its answer)."""
+    return relay.records(before + 1, where=lambda record: record["client_model"] == model)[-1]
 
 
 @pytest.fixture(autouse=True)
@@ -85,23 +95,25 @@ FAULTS = {
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_a_failure_before_the_answer_goes_to_the_next_provider(client, relay, faulty, name, stream) -> None:
     faulty.set_script([FAULTS[name]])
+    before = seen(relay, f"claude-{name}")
     if stream:
         with client.messages.stream(model=f"claude-{name}", max_tokens=50, messages=HELLO) as answer:
             message = answer.get_final_message()
     else:
         message = client.messages.create(model=f"claude-{name}", max_tokens=50, messages=HELLO)
     assert message.content[0].text == "From the fallback."
-    record = last_record(relay)
+    record = last_record(relay, f"claude-{name}", before)
     assert record["provider"] == "backup" and record["status"] == 200
     assert record["failed"] and record["failed"][0].startswith(name), record
 
 
 def test_an_unreachable_provider_falls_back_to_another_protocol(client, relay, provider) -> None:
     provider.set_script([{"text": "From the Chat fallback."}])
+    before = seen(relay, "claude-anything")
     message = client.messages.create(model="claude-anything", max_tokens=50, messages=HELLO)
     assert message.content[0].text == "From the Chat fallback."
     assert provider.requests[-1].body["model"] == "gpt-4.1"
-    assert "after down: " in usage.summary(last_record(relay))
+    assert "after down: " in usage.summary(last_record(relay, "claude-anything", before))
 
 
 def test_reasoning_from_a_responses_provider_does_not_stop_a_chat_fallback(client, relay, provider) -> None:
@@ -133,9 +145,10 @@ def test_a_provider_that_failed_is_skipped_while_it_cools_down(client, relay, fa
     client.messages.create(model="claude-cooling", max_tokens=50, messages=HELLO)
     assert len(faulty.requests) == 1
     faulty.set_script([Fault("ok", events=chat_events("the first again"))])  # (and its request log emptied)
+    before = seen(relay, "claude-cooling")
     message = client.messages.create(model="claude-cooling", max_tokens=50, messages=HELLO)
     assert message.content[0].text == "From the fallback." and faulty.requests == []
-    assert "skipped, failing lately" in last_record(relay)["failed"][0]
+    assert "skipped, failing lately" in last_record(relay, "claude-cooling", before)["failed"][0]
 
 
 def test_a_key_pool_rotates_on_429_and_keeps_the_keys_out_of_sight(faulty, tmp_path) -> None:
@@ -160,7 +173,7 @@ models:
             assert client.messages.create(model="claude-x", max_tokens=20, messages=HELLO).content[0].text == "from the second key"
         sent = [r.headers["authorization"] for r in faulty.requests if r.method == "POST"]  # (not the start-up check)
         assert sent.count(f"Bearer {keys[0]}") == 1  # once refused, the first key cools down
-        record = last_record(relay)
+        record = relay.records(3)[-1]
         output = relay.output()
     assert not any(key in output or key in json.dumps(record) for key in keys)
 
@@ -181,13 +194,13 @@ prices:
     with Relay(config, tmp_path) as relay:
         client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0, timeout=30)
         assert client.messages.create(model="claude-x", max_tokens=20, messages=HELLO).content[0].text == "Spent."
-        time.sleep(0.3)
+        relay.records(1, where=answered)  # what was spent is counted once its record is written
         with pytest.raises(anthropic.RateLimitError) as raised:
             client.messages.create(model="claude-x", max_tokens=20, messages=HELLO)
         assert "25 of its 20 tokens a day" in raised.value.body["error"]["message"]
         assert int(raised.value.response.headers["retry-after"]) <= 86400
         client.messages.create(model="priced", max_tokens=20, messages=HELLO)  # $0.05 at these prices
-        time.sleep(0.3)
+        relay.records(2, where=answered)
         with pytest.raises(anthropic.RateLimitError) as raised:
             client.messages.create(model="priced", max_tokens=20, messages=HELLO)
         assert "$0.05 of its $0.01 a day" in raised.value.body["error"]["message"]

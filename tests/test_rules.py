@@ -93,7 +93,5 @@ rules:
                                             tools=[{"type": "web_search_20250305", "name": "web_search"}])
             assert answer.content[0].text == "Searched on Anthropic."
             assert api_key_of(anthropic_api.requests[-1].headers) == CLIENT_KEY  # the client's own key, to Anthropic
-            import time
-            time.sleep(0.3)
-            record = [r for r in usage.read(relay.data) if r.get("rule")][-1]
+            record = relay.records(1, where=lambda r: r.get("rule") == "rules.1")[-1]
             assert record["rule"] == "rules.1" and "(rules.1)" in usage.summary(record)
