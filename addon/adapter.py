@@ -133,6 +133,7 @@ class Adapter:
         self.in_flight: dict[str, InFlight] = {}
         self.early: dict[str, Early] = {}  # taken as they arrive, their bodies still coming
         self.early_ok = False  # whether requests may be taken as they arrive (`requestheaders`)
+        self.scripts_seen: tuple = ()  # the scripts' modules when early_ok was worked out
         self.accounts: dict[tuple[str, str, str], oauth.Account] = {}
         self.replays: dict[str, Exchange] = {}  # answered by ServerPlayback, translated whole by Translate
         self.unsent: dict[str, http.Response] = {}  # JSON answers, held while Save records the provider's
@@ -194,14 +195,20 @@ class Adapter:
 
     def _may_take_early(self) -> bool:
         """Requests are taken as they arrive unless something needs each one whole on its flow
-        in the `request` hook (`NOT_EARLY_OPTIONS`, or another addon's `request` hook)."""
+        (`NOT_EARLY_OPTIONS`, another addon's `request` hook), or its head as the client sent
+        it (the `requestheaders` hook of an addon after this one, which would see the loopback
+        head instead)."""
+        self.scripts_seen = _scripts()
         if any(getattr(ctx.options, name, None) for name in NOT_EARLY_OPTIONS):
             return False
-        ours = (self, self.late)
-        return not any(
-            hasattr(addon, "request") and addon not in ours and not type(addon).__module__.startswith("mitmproxy.")
-            for addon in addonmanager.traverse(ctx.master.addons.chain)
-        )
+        after = False
+        for addon in addonmanager.traverse(ctx.master.addons.chain):
+            if addon is self:
+                after = True
+            elif addon is not self.late and not type(addon).__module__.startswith("mitmproxy."):
+                if hasattr(addon, "request") or (after and hasattr(addon, "requestheaders")):
+                    return False
+        return True
 
     def _refuse(self, message: str) -> None:
         """A setting the relay cannot run with. At start-up: one clear line, no listening
@@ -326,6 +333,8 @@ class Adapter:
         answer: mitmproxy's hooks, each a walk through every addon, run while the provider
         works and while the client reads, not before."""
         req = flow.request
+        if _scripts() != self.scripts_seen:  # a script loaded or reloaded since (no addon is told)
+            self.early_ok = self._may_take_early()
         if not self.early_ok or self.config is None or flow.response is not None or req.method != "POST" or not self.loopback.port:
             return
         headers = _lower(req.headers)
@@ -700,10 +709,11 @@ def _show(req: http.Request, shown: tuple) -> None:
 
 
 # What keeps requests from being taken early, when set: recording and replaying, mitmproxy's
-# own rewriting of requests in its `request` hooks, interception, and the size limit it
-# checks on answers (the relay's own JSON answers included, once they come over the loopback).
+# own rewriting of requests in its `request` hooks and, after this addon's, in its
+# `requestheaders` hooks (`modify_headers`, `upstream_auth`), interception, and the size limit
+# it checks on answers (the relay's own JSON answers included, once they come over the loopback).
 NOT_EARLY_OPTIONS = ("save_stream_file", "server_replay", "modify_body", "map_local", "map_remote", "block_list", "intercept",
-                     "stickyauth", "stickycookie", "anticache", "anticomp", "body_size_limit")
+                     "stickyauth", "stickycookie", "anticache", "anticomp", "body_size_limit", "modify_headers", "upstream_auth")
 
 
 def _listening_beyond_loopback() -> set[str]:
@@ -775,6 +785,13 @@ def _lower(headers: http.Headers) -> dict[str, str]:
     """Header names in lower case → values; read from the raw fields, which is much faster
     than going through the Headers mapping. A repeated header keeps its last value."""
     return {name.decode("latin-1").lower(): value.decode("utf-8", "surrogateescape") for name, value in headers.fields}
+
+
+def _scripts() -> tuple:
+    """The modules of the scripts mitmproxy has loaded (`-s`), as they are now: a hot reload
+    puts a new module in its script's place."""
+    loader = ctx.master.addons.get("scriptloader")
+    return tuple(script.ns for script in loader.addons) if loader is not None else ()
 
 
 addons = [Adapter()]

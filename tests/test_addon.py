@@ -10,6 +10,7 @@ from typing import Optional
 
 import pytest
 from mitmproxy import exceptions
+from mitmproxy.addons import script
 from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow, tutils
 
@@ -359,15 +360,19 @@ def test_a_body_that_does_not_end_at_its_length_is_still_answered(taking) -> Non
 
 
 class Recorder:
-    """Stands in for mitmproxy's Save and ServerPlayback, with their options."""
+    """Stands in for mitmproxy's Save, ServerPlayback, ModifyHeaders and UpstreamAuth, with
+    their options."""
 
     def load(self, loader) -> None:
         loader.add_option("save_stream_file", Optional[str], None, "")
         loader.add_option("server_replay", Sequence[str], [], "")
+        loader.add_option("modify_headers", Sequence[str], [], "")
+        loader.add_option("upstream_auth", Optional[str], None, "")
 
 
-@pytest.mark.parametrize("option, value", [("save_stream_file", "flows"), ("server_replay", ["flows"])])
-def test_recording_or_replaying_takes_each_request_whole(taking, option, value) -> None:
+@pytest.mark.parametrize("option, value", [("save_stream_file", "flows"), ("server_replay", ["flows"]),
+                                           ("modify_headers", ["/~q/x-team/blue"]), ("upstream_auth", "user:secret")])
+def test_recording_replaying_or_rewriting_heads_takes_each_request_whole(taking, option, value) -> None:
     adapter, tctx = taking
     tctx.master.addons.add(Recorder())
     tctx.options.update(**{option: value})
@@ -389,3 +394,49 @@ def test_another_addons_request_hook_gets_each_request_whole(taking) -> None:
     f, _ = arriving("/v1/messages", MESSAGE)
     adapter.requestheaders(f)
     assert f.request.stream is False and not adapter.early
+
+
+def test_an_addon_after_this_one_with_a_requestheaders_hook_gets_the_clients_head(taking) -> None:
+    adapter, tctx = taking
+
+    class Tagger:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def requestheaders(self, flow) -> None:
+            flow.request.headers["x-team"] = "blue"
+
+    tctx.master.addons.chain.insert(0, tctx.master.addons.register(Tagger("before")))  # its change is seen
+    adapter.configure(set())
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.request.stream is not False and adapter.early
+    tctx.master.addons.add(Tagger("after"))  # it would tag the loopback head
+    adapter.configure(set())
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.request.stream is False and f.id not in adapter.early
+
+
+def test_a_script_reloaded_with_a_request_hook_is_noticed_at_the_next_request(taking, tmp_path) -> None:
+    adapter, tctx = taking
+    path = tmp_path / "rewriter.py"
+    path.write_text("def response(flow):\n    pass\n")
+
+    async def scripted() -> None:
+        loader = script.ScriptLoader()
+        tctx.master.addons.add(loader)
+        tctx.configure(loader, scripts=[str(path)])
+        adapter.configure(set())
+        f, _ = arriving("/v1/messages", MESSAGE)
+        adapter.requestheaders(f)
+        assert adapter.early_ok and f.id in adapter.early
+        path.write_text("def request(flow):\n    flow.request.headers['x-team'] = 'blue'\n")
+        loader.addons[0].loadscript()  # what mitmproxy does when the file changes: no hook tells the other addons
+        f, _ = arriving("/v1/messages", MESSAGE)
+        adapter.requestheaders(f)
+        assert f.request.stream is False and f.id not in adapter.early
+        for running in loader.addons:
+            running.done()
+
+    asyncio.run(scripted())

@@ -95,3 +95,26 @@ rules:
             assert api_key_of(anthropic_api.requests[-1].headers) == CLIENT_KEY  # the client's own key, to Anthropic
             record = relay.records(1, where=lambda r: r.get("rule") == "rules.1")[-1]
             assert record["rule"] == "rules.1" and "(rules.1)" in usage.summary(record)
+
+
+def test_a_header_added_by_mitmproxys_modify_headers_is_seen_by_the_rules(tmp_path, provider) -> None:
+    # mitmproxy's own header rewriting runs after the relay's `requestheaders` hook: with it
+    # set, each request is taken once its head is final, as the client's addons left it.
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+providers:
+  mock: {{type: openai, base_url: {provider.base_url}, api_key: {PROVIDER_KEY}}}
+models:
+  default: {{provider: mock, model: general}}
+  routes:
+    team: {{provider: mock, model: team-model}}
+rules:
+  - when: {{header: {{x-team: research}}}}
+    route: team
+""")
+    provider.set_script([{"text": "For the team."}])
+    with Relay(config, tmp_path, "--set", "modify_headers=/~q/x-team/research") as relay:
+        client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=relay.url, max_retries=0)
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as answer:
+            assert answer.get_final_text() == "For the team."
+        assert provider.requests[-1].body["model"] == "team-model"
