@@ -69,18 +69,12 @@ def test_a_rule_naming_an_unknown_route_stops_the_configuration() -> None:
 
 def test_rules_through_mitmdump_with_web_search_kept_on_anthropic(tmp_path, provider) -> None:
     with MockAnthropic(api_key=CLIENT_KEY) as anthropic_api:
-        config = tmp_path / "config.yaml"
-        config.write_text(f"""
-providers:
-  mock: {{type: openai, base_url: {provider.base_url}, api_key: {PROVIDER_KEY}}}
-models:
-  default: {{provider: mock, model: general}}
-  routes:
-    reasoner: {{provider: mock, model: o-reasoner}}
+        config = _config(tmp_path, provider, """
+    reasoner: {provider: mock, model: o-reasoner}
 rules:
-  - when: {{server_tool: web_search}}
+  - when: {server_tool: web_search}
     route: passthrough
-  - when: {{thinking: true}}
+  - when: {thinking: true}
     route: reasoner
 """)
         with Relay(config, tmp_path, reverse=anthropic_api.base_url.removesuffix("/v1")) as relay:
@@ -100,16 +94,10 @@ rules:
 def test_a_header_added_by_mitmproxys_modify_headers_is_seen_by_the_rules(tmp_path, provider) -> None:
     # mitmproxy's own header rewriting runs after the relay's `requestheaders` hook: with it
     # set, each request is taken once its head is final, as the client's addons left it.
-    config = tmp_path / "config.yaml"
-    config.write_text(f"""
-providers:
-  mock: {{type: openai, base_url: {provider.base_url}, api_key: {PROVIDER_KEY}}}
-models:
-  default: {{provider: mock, model: general}}
-  routes:
-    team: {{provider: mock, model: team-model}}
+    config = _config(tmp_path, provider, """
+    team: {provider: mock, model: team-model}
 rules:
-  - when: {{header: {{x-team: research}}}}
+  - when: {header: {x-team: research}}
     route: team
 """)
     provider.set_script([{"text": "For the team."}])
@@ -118,3 +106,15 @@ rules:
         with client.messages.stream(model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as answer:
             assert answer.get_final_text() == "For the team."
         assert provider.requests[-1].body["model"] == "team-model"
+
+
+def _config(tmp_path, provider, routes_and_rules: str):
+    """A config file: the mock provider, a default model, and the routes and rules given."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+providers:
+  mock: {{type: openai, base_url: {provider.base_url}, api_key: {PROVIDER_KEY}}}
+models:
+  default: {{provider: mock, model: general}}
+  routes:""" + routes_and_rules)
+    return config
