@@ -133,7 +133,7 @@ class Adapter:
         self.in_flight: dict[str, InFlight] = {}
         self.early: dict[str, Early] = {}  # taken as they arrive, their bodies still coming
         self.early_ok = False  # whether requests may be taken as they arrive (`requestheaders`)
-        self.scripts_seen: tuple = ()  # the scripts' modules when early_ok was worked out
+        self.loaded_seen: tuple = ()  # the addons and scripts' modules when early_ok was worked out
         self.accounts: dict[tuple[str, str, str], oauth.Account] = {}
         self.replays: dict[str, Exchange] = {}  # answered by ServerPlayback, translated whole by Translate
         self.unsent: dict[str, http.Response] = {}  # JSON answers, held while Save records the provider's
@@ -198,7 +198,7 @@ class Adapter:
         (`NOT_EARLY_OPTIONS`, another addon's `request` hook), or its head as the client sent
         it (the `requestheaders` hook of an addon after this one, which would see the loopback
         head instead)."""
-        self.scripts_seen = _scripts()
+        self.loaded_seen = _loaded()
         if any(getattr(ctx.options, name, None) for name in NOT_EARLY_OPTIONS):
             return False
         after = False
@@ -333,7 +333,7 @@ class Adapter:
         answer: mitmproxy's hooks, each a walk through every addon, run while the provider
         works and while the client reads, not before."""
         req = flow.request
-        if _scripts() != self.scripts_seen:  # a script loaded or reloaded since (no addon is told)
+        if _loaded() != self.loaded_seen:  # an addon or script loaded or reloaded since
             self.early_ok = self._may_take_early()
         if not self.early_ok or self.config is None or flow.response is not None or req.method != "POST" or not self.loopback.port:
             return
@@ -787,11 +787,12 @@ def _lower(headers: http.Headers) -> dict[str, str]:
     return {name.decode("latin-1").lower(): value.decode("utf-8", "surrogateescape") for name, value in headers.fields}
 
 
-def _scripts() -> tuple:
-    """The modules of the scripts mitmproxy has loaded (`-s`), as they are now: a hot reload
-    puts a new module in its script's place."""
-    loader = ctx.master.addons.get("scriptloader")
-    return tuple(script.ns for script in loader.addons) if loader is not None else ()
+def _loaded() -> tuple:
+    """The addons loaded now, and the modules of the scripts (`-s`): an addon added while
+    mitmproxy runs, or a script's hot reload (a new module in its place), tells no other addon."""
+    addons = ctx.master.addons
+    loader = addons.get("scriptloader")
+    return (*addons.chain, *(script.ns for script in loader.addons)) if loader is not None else tuple(addons.chain)
 
 
 addons = [Adapter()]

@@ -418,6 +418,22 @@ def test_an_addon_after_this_one_with_a_requestheaders_hook_gets_the_clients_hea
     assert f.request.stream is False and f.id not in adapter.early
 
 
+def test_an_addon_added_while_running_is_noticed_at_the_next_request(taking) -> None:
+    adapter, tctx = taking
+
+    class Rewriter:
+        def request(self, flow) -> None:
+            flow.request.headers["x-team"] = "blue"
+
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.id in adapter.early
+    tctx.master.addons.add(Rewriter())  # (as another addon or a console command may: no hook tells the others)
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.request.stream is False and f.id not in adapter.early
+
+
 def test_a_script_reloaded_with_a_request_hook_is_noticed_at_the_next_request(taking, tmp_path) -> None:
     adapter, tctx = taking
     path = tmp_path / "rewriter.py"
