@@ -62,6 +62,16 @@ def test_each_rule_kind(name: str) -> None:
     assert (rule is None) == (name == "none matches")
 
 
+def test_a_server_tool_is_told_apart_turn_after_turn_as_the_tools_change() -> None:
+    conf = parse_config(CONFIG)
+    plain, searching = request(), request(tools=[TOOL, {"type": "web_search_20250305", "name": "web_search"}])
+    mentioned = request(tools=[{**TOOL, "description": "not web_search itself"}])
+    for (req, body), expected in [(searching, None), (plain, "general"), (searching, None), (mentioned, "general"),
+                                  (mentioned, "general"), (searching, None)]:
+        route, _ = conf.routed(req.model, req, {}, body)
+        assert (route.model if route else None) == expected
+
+
 def test_a_rule_naming_an_unknown_route_stops_the_configuration() -> None:
     with pytest.raises(Exception, match="rules.0.route: 'nowhere' is not a key of models.routes"):
         parse_config({**CONFIG, "rules": [{"when": {"thinking": True}, "route": "nowhere"}]})

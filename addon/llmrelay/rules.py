@@ -31,12 +31,15 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
+import msgspec
+
 from . import tokens
 from .protocols import anthropic as a
 
 BACKGROUND_MAX_TOKENS = 1024
 _SUBAGENT = "You are an agent for Claude Code"
 _SIDE_PROMPTS = ("a concise", "title", "summar")
+_RECENT_SERVER_TOOLS: list[tuple[msgspec.Raw, str, bool]] = []  # (tools, prefix asked, found), newest first
 
 
 class Facts:
@@ -71,13 +74,22 @@ class Facts:
         return b"" if raw.strip() in (b"null", b"[]") else raw
 
     def server_tool(self, prefix: str) -> bool:
-        raw = self.raw_tools()
-        if prefix.encode() not in raw:  # the cheap look first: Claude Code sends ~60 KB of tools
+        tools = self.req.tools if self.req is not None else None
+        if not tools:
             return False
-        try:
-            return any((t.type or "").startswith(prefix) for t in a.parse_tools(raw))
-        except a.InvalidRequest:
-            return False
+        for seen, asked, found in _RECENT_SERVER_TOOLS:  # Claude Code sends the same ~60 KB every turn
+            if asked == prefix and seen == tools:
+                return found
+        raw = bytes(tools)
+        found = False
+        if prefix.encode() in raw:  # (a search through 60 KB costs as much as comparing it 15 times)
+            try:
+                found = any((t.type or "").startswith(prefix) for t in a.parse_tools(raw))
+            except a.InvalidRequest:
+                pass
+        _RECENT_SERVER_TOOLS.insert(0, (msgspec.Raw(raw), prefix, found))  # (a copy: the request's body is let go)
+        del _RECENT_SERVER_TOOLS[8:]
+        return found
 
     def images(self) -> bool:
         for message in self.req.messages if self.req is not None else ():
