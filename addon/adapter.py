@@ -43,6 +43,7 @@ from types import SimpleNamespace
 
 import orjson
 from mitmproxy import addonmanager, contentviews, ctx, exceptions, http
+from mitmproxy.addons import asgiapp
 from mitmproxy.net import encoding
 from mitmproxy.net.http import url
 from mitmproxy.net.http.status_codes import RESPONSES
@@ -205,7 +206,7 @@ class Adapter:
         for addon in addonmanager.traverse(ctx.master.addons.chain):
             if addon is self:
                 after = True
-            elif addon is not self.late and not type(addon).__module__.startswith("mitmproxy."):
+            elif addon is not self.late and (not type(addon).__module__.startswith("mitmproxy.") or type(addon) in HOSTED_APPS):
                 if hasattr(addon, "request") or (after and hasattr(addon, "requestheaders")):
                     return False
         return True
@@ -714,6 +715,10 @@ def _show(req: http.Request, shown: tuple) -> None:
 # it checks on answers (the relay's own JSON answers included, once they come over the loopback).
 NOT_EARLY_OPTIONS = ("save_stream_file", "server_replay", "modify_body", "map_local", "map_remote", "block_list", "intercept",
                      "stickyauth", "stickycookie", "anticache", "anticomp", "body_size_limit", "modify_headers", "upstream_auth")
+
+# mitmproxy's own addons are judged by their options, but these two are a user's web app
+# served from a script, whose `request` hook answers what it hosts.
+HOSTED_APPS = (asgiapp.ASGIApp, asgiapp.WSGIApp)
 
 
 def _listening_beyond_loopback() -> set[str]:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import pytest
 from mitmproxy import exceptions
-from mitmproxy.addons import script
+from mitmproxy.addons import asgiapp, script
 from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow, tutils
 
@@ -429,6 +429,19 @@ def test_an_addon_added_while_running_is_noticed_at_the_next_request(taking) -> 
     adapter.requestheaders(f)
     assert f.id in adapter.early
     tctx.master.addons.add(Rewriter())  # (as another addon or a console command may: no hook tells the others)
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.request.stream is False and f.id not in adapter.early
+
+
+def test_a_web_app_hosted_by_mitmproxy_keeps_its_requests(taking) -> None:
+    adapter, tctx = taking
+
+    def app(environ, start_response):  # (a Flask app in a user's script, say)
+        start_response("200 OK", [])
+        return [b"served"]
+
+    tctx.master.addons.add(asgiapp.WSGIApp(app, "tools.example", 80))
     f, _ = arriving("/v1/messages", MESSAGE)
     adapter.requestheaders(f)
     assert f.request.stream is False and f.id not in adapter.early
