@@ -210,6 +210,33 @@ def test_a_saved_flow_file_holds_no_provider_key(provider, tmp_path) -> None:
     assert len(flows) == 1 and flows[0].request.headers["authorization"] == "[REDACTED]"
 
 
+def test_usage_totals_count_a_stream_that_ended_in_error_and_need_no_provider_keys(tmp_path, monkeypatch) -> None:
+    import subprocess
+
+    from llmrelay import usage
+
+    monkeypatch.delenv("LLMRELAY_TEST_UNSET_KEY", raising=False)
+    log = usage.UsageLog(tmp_path / "data")
+    base = {"time": "2026-05-01T10:00:00Z", "provider": "mock", "model": "gpt-4.1-mini", "input_tokens": 10, "output_tokens": 5}
+    for status, error_type in ((200, None), (200, "api_error"), (429, "rate_limit_error")):  # (the second: cut mid-stream)
+        log.write({**base, "status": status, "error_type": error_type})
+    log.close()
+    config = tmp_path / "config.yaml"  # as in a new shell: the provider's key is not set
+    config.write_text(
+        "providers: {mock: {type: openai, base_url: 'https://api.example/v1', api_key: '${LLMRELAY_TEST_UNSET_KEY}'}}\n"
+        "models: {default: {provider: mock, model: m}}\n"
+        "prices: {gpt-4.1-mini: {input: 1000000, output: 2000000}}\n"
+    )
+    for kind in ((), ("--errors",)):
+        done = subprocess.run([str(ROOT / "scripts" / "usage"), "--data-dir", str(tmp_path / "data"), "--config", str(config), *kind],
+                              capture_output=True, text=True, check=True)
+        assert "no prices" not in done.stderr
+        (line,) = [l for l in done.stdout.splitlines() if l.strip().startswith("gpt-4.1-mini")]
+        requests = 3 if not kind else 2
+        assert line.split()[1:3] == [str(requests), "2"]  # requests, errors
+        assert line.split()[-1] == f"{requests * (10 + 5 * 2):.4f}"
+
+
 def test_every_routed_request_leaves_a_usage_record_without_content(client, provider, relay, tmp_path) -> None:
     import subprocess
 

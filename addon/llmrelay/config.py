@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from . import presets
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -497,8 +497,27 @@ def parse_config(data: Any, source: str = "config") -> Config:
         raise ConfigError("\n".join(problems)) from None
 
 
+_PRICES = TypeAdapter(dict[str, Price])
+
+
 def load_config(path: str | Path) -> Config:
-    path = Path(path)
+    return parse_config(_read(Path(path)), str(path))
+
+
+def load_prices(path: str | Path) -> dict[str, Price]:
+    """The price table alone (for `scripts/usage`): the providers' keys need not be set."""
+    data = _read(Path(path))
+    try:
+        return _PRICES.validate_python(_interpolate(data.get("prices") or {}, "prices"))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except ValidationError as e:
+        first = e.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in ("prices", *first["loc"]))
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -510,4 +529,4 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', None) or 'parse error'}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with `providers` and `models`")
-    return parse_config(data, str(path))
+    return data

@@ -101,6 +101,11 @@ def summary(entry: dict[str, Any]) -> str:
     return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {took} · {status}{limits}{replayed}"
 
 
+def failed(entry: dict[str, Any]) -> bool:
+    """An error status, or an error that ended a stream begun with 200."""
+    return entry.get("status", 200) >= 400 or bool(entry.get("error_type"))
+
+
 class UsageLog:
     """Appends records; the day's files stay open (one write per record, no open per record)."""
 
@@ -111,7 +116,7 @@ class UsageLog:
     def write(self, entry: dict[str, Any]) -> None:
         day = entry["time"][:10]
         line = orjson.dumps(entry) + b"\n"
-        kinds = ("usage", "errors") if entry["status"] >= 400 or entry["error_type"] else ("usage",)
+        kinds = ("usage", "errors") if failed(entry) else ("usage",)
         for kind in kinds:
             f = self._files.get((kind, day))
             if f is None:
@@ -145,7 +150,7 @@ def totals(entries: Iterable[dict[str, Any]], key: str, prices: dict[str, dict[s
         name = entry["time"][:10] if key == "day" else str(entry.get(key))
         row = out.setdefault(name, {"requests": 0, "errors": 0, **{f: 0 for f in TOKEN_FIELDS}, "cost": 0.0})
         row["requests"] += 1
-        row["errors"] += 1 if entry.get("status", 200) >= 400 else 0
+        row["errors"] += 1 if failed(entry) else 0
         for field in TOKEN_FIELDS:
             row[field] += entry.get(field) or 0
         price = prices.get(entry.get("model", ""))
