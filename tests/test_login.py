@@ -182,6 +182,21 @@ def test_logout_removes_and_revokes(issuer, tmp_path):
     assert_no_secret(result.stdout + result.stderr, issuer)
 
 
+def test_logout_revokes_at_the_issuer_the_account_signed_in_at(issuer, tmp_path):
+    proc = start(LOGIN, "--no-browser", "--issuer", issuer.url, "--data-dir", str(tmp_path), launcher=True)
+    try:
+        browse(authorize_line(proc))
+    finally:
+        status, _, err = finish(proc)
+    assert status == 0, err
+    tokens = oauth.load(tmp_path, "chatgpt")
+    result = run(LOGOUT, "--data-dir", str(tmp_path))  # no --issuer, and the default name, as login has
+    assert result.returncode == 0, result.stderr
+    assert "revoked its sign-in" in result.stdout
+    assert tokens.refresh_token in issuer.revoked and not (tmp_path / "accounts" / "chatgpt.json").exists()
+    assert_no_secret(result.stdout + result.stderr, issuer)
+
+
 def test_logout_signs_out_even_when_revoking_fails(issuer, tmp_path):
     seed(issuer, tmp_path)
     result = run(LOGOUT, "--name", "work", "--data-dir", str(tmp_path), "--issuer", f"http://127.0.0.1:{free_port()}")

@@ -143,6 +143,7 @@ def test_tokens_about_to_expire_are_refreshed_first(issuer, tmp_path):
     assert new.access_token != old.access_token and new.refresh_token != old.refresh_token
     assert issuer.is_live(new.access_token) and new.account_id == issuer.account_id
     assert oauth.load(tmp_path, "work") == new
+    assert oauth.issuer_of(tmp_path, "work") == issuer.url  # (for scripts/logout: where to revoke)
     assert stat.S_IMODE(oauth.token_path(tmp_path, "work").stat().st_mode) == 0o600
     _, _, headers, body = token_requests(issuer)[-1]
     assert headers["content-type"] == "application/json"

@@ -208,8 +208,9 @@ def load(data_dir: str | Path, name: str) -> Tokens | None:
                         f"{_signin_hint(name, data_dir)}") from None
 
 
-def save(data_dir: str | Path, name: str, tokens: Tokens) -> None:
-    """Store the tokens atomically, readable by the owner only."""
+def save(data_dir: str | Path, name: str, tokens: Tokens, issuer: str = DEFAULT_ISSUER) -> None:
+    """Store the tokens atomically, readable by the owner only; an issuer other than OpenAI's
+    is written beside them, so that `scripts/logout` revokes them where they came from."""
     path = token_path(data_dir, name)
     folder = _accounts_dir(path)
     body = orjson.dumps({
@@ -219,6 +220,7 @@ def save(data_dir: str | Path, name: str, tokens: Tokens) -> None:
         "account_id": tokens.account_id,
         "expires_at": int(tokens.expires_at),
         "last_refresh": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        **({"issuer": issuer.rstrip("/")} if issuer.rstrip("/") != DEFAULT_ISSUER else {}),
     }, option=orjson.OPT_INDENT_2)
     fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
     try:
@@ -238,11 +240,20 @@ def save(data_dir: str | Path, name: str, tokens: Tokens) -> None:
         os.close(dir_fd)
 
 
-def store(data_dir: str | Path, name: str, tokens: Tokens) -> None:
+def store(data_dir: str | Path, name: str, tokens: Tokens, issuer: str = DEFAULT_ISSUER) -> None:
     """`save` for a new sign-in: under the account's lock, so that a relay refreshing the old
     sign-in at that moment cannot write its tokens over the new ones."""
     with _held(_lock_path(token_path(data_dir, name))):
-        save(data_dir, name, tokens)
+        save(data_dir, name, tokens, issuer)
+
+
+def issuer_of(data_dir: str | Path, name: str) -> str:
+    """The issuer the account signed in at, as its token file says (OpenAI's when it says none)."""
+    try:
+        issuer = orjson.loads(token_path(data_dir, name).read_bytes()).get("issuer")
+    except (OSError, AttributeError, orjson.JSONDecodeError):
+        return DEFAULT_ISSUER
+    return issuer if isinstance(issuer, str) and issuer.startswith(("https://", "http://")) else DEFAULT_ISSUER
 
 
 def remove(data_dir: str | Path, name: str) -> bool:
@@ -428,7 +439,7 @@ class Account:
                 raise RefreshFailed(f"ChatGPT account {self.name!r}: the issuer's refresh answer "
                                     f"(HTTP {status}) holds no access token; try again") from None
             try:
-                save(self.data_dir, self.name, tokens)
+                save(self.data_dir, self.name, tokens, self.issuer)
             except OSError as e:
                 raise RefreshFailed(f"ChatGPT account {self.name!r}: could not save the refreshed sign-in "
                                     f"in {self.path.parent} ({e.strerror})") from None

@@ -268,7 +268,7 @@ async def login(data_dir: str | Path, name: str, *, post: Post, show: Callable[[
 
     async def finish(code: str) -> Tokens:
         tokens = await exchange(code, verifier, redirect_uri, issuer=issuer, post=post)
-        store(data_dir, name, tokens)
+        store(data_dir, name, tokens, issuer)
         return tokens
 
     callback = _Callback(_b64(secrets.token_bytes(32)), finish)
@@ -330,7 +330,7 @@ async def device_login(data_dir: str | Path, name: str, *, post: Post, show: Cal
     if not code or not verifier:
         raise LoginFailed("the issuer's device answer lacks the authorization code")
     tokens = await exchange(code, verifier, f"{issuer}/deviceauth/callback", issuer=issuer, post=post)
-    store(data_dir, name, tokens)
+    store(data_dir, name, tokens, issuer)
     return tokens
 
 
