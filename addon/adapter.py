@@ -272,7 +272,7 @@ class Adapter:
         host = ctx.options.listen_host or "127.0.0.1"
         url = f"http://{'127.0.0.1' if _is_loopback(host) else host}:{ctx.options.listen_port or 8080}"
         try:
-            lines = diagnose.static(config, url)
+            lines = diagnose.static(config, url, data_dir=Path(ctx.options.adapter_data_dir).expanduser())
             if not getattr(ctx.options, "server_replay", None):  # replaying offline: the providers are not to be asked
                 lines += await diagnose.probe(config, self._get)
         except Exception:  # a report must never stop the relay

@@ -6,6 +6,8 @@ import json
 import time
 
 from conftest import PROVIDER_KEY
+from llmrelay import oauth
+from mock_issuer import MockIssuer
 from mock_openai import MockOpenAI
 from relay_process import Relay, free_port
 
@@ -34,11 +36,15 @@ providers:
   refusing: {{type: openai, base_url: {refusing.base_url}, api_key: {PROVIDER_KEY}}}
   down: {{type: openai, base_url: http://127.0.0.1:{free_port()}/v1, api_key: {PROVIDER_KEY}}}
   empty: {{type: openai, base_url: https://api.example.com/v1, api_key: "${{NOT_SET_KEY:-}}"}}
+  plus: {{type: chatgpt, account: work, base_url: http://127.0.0.1:{free_port()}}}
+  unsigned: {{type: chatgpt, account: nobody, base_url: http://127.0.0.1:{free_port()}}}
 models:
   default: {{provider: good, model: gpt-4.1}}
   routes:
     sonnet: {{provider: good, model: not-listed-model}}
 """)
+        with MockIssuer() as issuer:
+            oauth.save(tmp_path / "data", "work", oauth.tokens_from(issuer.grant()))
         with Relay(config, tmp_path) as relay:
             out = report(relay, "providers.down:")
             out = report(relay, "providers.refusing:")
@@ -51,7 +57,10 @@ models:
     assert "claude-sonnet-5 → good:not-listed-model" in out and "claude-opus-5-5 → good:gpt-4.1" in out
     assert "https://elsewhere.example/v1: Claude Code started with it does not use this relay" in out
     assert "ends with /v1" in out
-    assert PROVIDER_KEY not in out and "Traceback" not in out
+    assert "providers.plus: ChatGPT account 'work' signed in (plan plus)" in out
+    assert ("providers.unsigned: ChatGPT account 'nobody' is not signed in; run "
+            f"`scripts/login --name nobody --data-dir {tmp_path / 'data'}`") in out
+    assert PROVIDER_KEY not in out and "Traceback" not in out and "eyJ" not in out
 
 
 def test_a_base_url_written_with_v1_still_reaches_the_relay(relay, provider) -> None:

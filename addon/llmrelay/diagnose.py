@@ -3,7 +3,8 @@
 Rules:
 - each provider: its key present (an unset `${VAR}` named), then, off the request path and
   with a short timeout, one cheap request (`GET …/models`) saying whether it is reachable and
-  takes the key, and which routed models it does not list;
+  takes the key, and which routed models it does not list; a `chatgpt` provider: whether its
+  account is signed in (and on which plan), or the `scripts/login` to run;
 - which route each Claude Code model name of the moment takes (`CLAUDE_MODELS`);
 - `ANTHROPIC_BASE_URL`, `ANTHROPIC_API_KEY`, `ANTHROPIC_AUTH_TOKEN` in this environment or in
   Claude Code's settings that would send Claude Code elsewhere, or make it use Anthropic's
@@ -22,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from . import oauth
 from .config import Config
 
 # Names Claude Code sends (its defaults and its /model picker), newest first.
@@ -32,7 +34,7 @@ ENV_NAMES = ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 Get = Callable[[str, dict[str, str]], Awaitable[tuple[int, bytes]]]
 
 
-def static(config: Config, relay_url: str, settings: Path | None = None) -> list[str]:
+def static(config: Config, relay_url: str, settings: Path | None = None, data_dir: Path | None = None) -> list[str]:
     lines = list(config._notes)
     for where, name in config._unset.items():
         lines.append(f"{where}: {name} is not set, so it is empty" + (" (requests to this provider will be refused)" if where.endswith("api_key") else ""))
@@ -40,6 +42,8 @@ def static(config: Config, relay_url: str, settings: Path | None = None) -> list
         if provider.type in ("openai", "anthropic", "openai-responses") and not provider.key and not _local(provider.base_url):
             if not any(where.startswith(f"providers.{name}.") for where in config._unset):
                 lines.append(f"providers.{name}: no api_key")
+        if provider.type == "chatgpt" and data_dir is not None:
+            lines.append(f"providers.{name}: {_signed_in(provider.account or name, provider.issuer, data_dir)}")
     taken = []
     for model in CLAUDE_MODELS:
         route = config.route(model)
@@ -47,6 +51,19 @@ def static(config: Config, relay_url: str, settings: Path | None = None) -> list
     lines.append("Claude Code's models: " + "; ".join(taken))
     lines += conflicts(relay_url, settings)
     return lines
+
+
+def _signed_in(account: str, issuer: str, data_dir: Path) -> str:
+    try:
+        tokens = oauth.load(data_dir, account)
+    except oauth.AuthError as e:
+        return str(e)
+    except OSError as e:
+        return f"ChatGPT account {account!r}: its token file cannot be read ({e.strerror})"
+    if tokens is None:
+        return f"ChatGPT account {account!r} is not signed in; {oauth.signin_hint(account, data_dir, issuer)}"
+    plan = oauth.profile(tokens)["plan"]
+    return f"ChatGPT account {account!r} signed in" + (f" (plan {plan})" if plan else "")
 
 
 def conflicts(relay_url: str, settings: Path | None = None) -> list[str]:

@@ -179,7 +179,7 @@ def _accounts_dir(path: Path) -> Path:
     return folder
 
 
-def _signin_hint(name: str, data_dir: str | Path | None = None, issuer: str = DEFAULT_ISSUER) -> str:
+def signin_hint(name: str, data_dir: str | Path | None = None, issuer: str = DEFAULT_ISSUER) -> str:
     """The command that signs this account in again, with the options it needs."""
     command = f"scripts/login --name {name}"
     if data_dir is not None and Path(data_dir).expanduser() != Path(DEFAULT_DATA_DIR).expanduser():
@@ -205,7 +205,7 @@ def load(data_dir: str | Path, name: str) -> Tokens | None:
                       _number(data.get("expires_at")) or 0.0)
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         raise AuthError(f"ChatGPT account {name!r}: {path} is not a readable token file; "
-                        f"{_signin_hint(name, data_dir)}") from None
+                        f"{signin_hint(name, data_dir)}") from None
 
 
 def save(data_dir: str | Path, name: str, tokens: Tokens, issuer: str = DEFAULT_ISSUER) -> None:
@@ -391,7 +391,7 @@ class Account:
         return self._cached
 
     def _hint(self) -> str:
-        return _signin_hint(self.name, self.data_dir, self.issuer)
+        return signin_hint(self.name, self.data_dir, self.issuer)
 
     async def _update(self, usable: Callable[[Tokens], bool]) -> Tokens:
         # A task of its own, shielded: a caller that goes away must not abandon a refresh
