@@ -571,7 +571,7 @@ def test_an_authentication_failure_is_a_clean_error_at_once(client, model) -> No
         client.messages.create(model="claude-badkey", max_tokens=10, messages=HELLO)
     assert time.monotonic() - started < 5  # not the CLI's ten retries
     error = failed.value.body["error"]
-    assert error["type"] == "authentication_error" and error["message"].startswith("claude-cli: Claude Code")
+    assert error["type"] == "authentication_error" and error["message"].startswith("cli-badkey (claude-cli): Claude Code")
     assert "401" in error["message"] and "sk-ant-wrong" not in error["message"]
 
 

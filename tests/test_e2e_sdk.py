@@ -162,7 +162,7 @@ def test_upstream_errors_in_anthropic_form(client, provider, turn, error, error_
     with pytest.raises(error) as raised:
         ask(client)
     assert raised.value.body["error"]["type"] == error_type
-    assert raised.value.body["error"]["message"].startswith("127.0.0.1: ")
+    assert raised.value.body["error"]["message"].startswith("mock (127.0.0.1): ")  # the provider by its name in the config, and its host
     if turn.get("status") == 502:
         assert "502 Bad Gateway" in raised.value.body["error"]["message"]
 

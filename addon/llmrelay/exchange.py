@@ -52,6 +52,13 @@ class Forward:
     label: str | None = None  # what errors call the provider: its name, or "name key 2" in a key pool
 
 
+def labelled(forward: Forward, label: str) -> Forward:
+    """The forward, and its exchange, given the name errors call its provider by."""
+    forward.label = label
+    getattr(forward.exchange, "inner", forward.exchange).label = label
+    return forward
+
+
 def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
     status, error_type = anthropic_status(status)
     return Reply(status, error_body(error_type, message), {"content-type": JSON, **(headers or {})})
@@ -62,6 +69,13 @@ class Answers:
 
     provider: Any
     client_stream: bool
+    label: str | None = None  # the provider's name in the configuration (`labelled`)
+
+    @property
+    def who(self) -> str:
+        """The provider as the client's error messages name it: its name and host."""
+        host = self.provider.host
+        return f"{self.label} ({host})" if self.label and self.label != host else host
 
     def streams(self, status: int, headers: dict[str, str]) -> bool:
         """Whether the answer goes on as it arrives (else it is read whole, then `reply`)."""

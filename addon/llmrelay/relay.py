@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from . import gate, health
 from .config import Config, Route
 from .errors import RelayError, scrub
-from .exchange import Answers, Ask, Forward, FrontExchange, Pass, Reply, count_tokens_reply, error_reply, parse
+from .exchange import Answers, Ask, Forward, FrontExchange, Pass, Reply, count_tokens_reply, error_reply, labelled, parse
 from .protocols import anthropic as a
 from .fronts import openai_chat
 from .providers import KINDS, chat
@@ -73,10 +73,8 @@ def handle(config: Config, method: str, path: str, body: bytes, headers: dict[st
             if isinstance(request, RelayError) and kind.needs_request:
                 raise request
             def make(route: Route, provider: Any, label: str) -> Forward:
-                forward = KINDS[provider.type].forward(Ask(config, route, provider, path, body, headers, envelope, parsed,
-                                                           canonical=canonical))
-                forward.label = label
-                return forward
+                return labelled(KINDS[provider.type].forward(Ask(config, route, provider, path, body, headers, envelope, parsed,
+                                                                 canonical=canonical)), label)
 
             forward = _chain(config, route, make, lambda r: parsed is not None or not KINDS[config.providers[r.provider].type].needs_request)
             if rule is not None:
@@ -141,16 +139,13 @@ def _chat(config: Config, body: bytes, headers: dict[str, str]) -> Reply | Forwa
         envelope = request or parse(a.parse_envelope, hub_body)
         forward = kind.forward(Ask(config, route, provider, "/v1/messages", hub_body, {}, envelope, request, data))
         forward.exchange = FrontExchange(forward.exchange, front)
-        forward.label = label
-        return forward
+        return labelled(forward, label)
 
     # A fallback that cannot give a structured answer is left out when one is asked for.
     usable = lambda r: not structured or config.providers[r.provider].type == "openai"  # noqa: E731
     if provider.type == "openai":  # the same protocol: passed through, not translated twice
         def passed(route: Route, provider: Any, label: str) -> Forward:
-            forward = chat.passed(Ask(config, route, provider, "/v1/chat/completions", body, headers, None, None), options["chat"], front)
-            forward.label = label
-            return forward
+            return labelled(chat.passed(Ask(config, route, provider, "/v1/chat/completions", body, headers, None, None), options["chat"], front), label)
 
         forward = _chain(config, route, passed, usable, fallbacks=False)
         forward.fallbacks += _fallbacks(config, route, make, usable)  # (other providers: translated)

@@ -76,7 +76,7 @@ class AnthropicExchange(Answers):
             if 200 <= status < 300:
                 return Reply(status, body)
         if not 200 <= status < 300:
-            return upstream_error(status, headers, body, self.provider.host, self.secrets)
+            return upstream_error(status, headers, body, self.who, self.secrets)
         if is_event_stream(headers, body):
             events = sse_events(body)
             self.usage = usage_in(events)

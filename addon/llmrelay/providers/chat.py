@@ -86,7 +86,7 @@ class Exchange(Answers):
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> Reply:
         if not 200 <= status < 300:
-            return upstream_error(status, headers, body, self.provider.host, self.secrets)
+            return upstream_error(status, headers, body, self.who, self.secrets)
         translator = self.translator()
         if is_event_stream(headers, body):
             events = translator.feed(body) + translator.finish()
@@ -166,7 +166,7 @@ class ChatPassExchange(Answers):
                 answer = None
             self._read_usage(answer)
             if is_event_stream(headers, body) and not self.client_stream:
-                return Reply(*self.front.error_reply(502, f"{self.provider.host}: the provider streamed an answer that was asked for as JSON"))
+                return Reply(*self.front.error_reply(502, f"{self.who}: the provider streamed an answer that was asked for as JSON"))
             return Reply(status, body, kept or {"content-type": JSON})
         try:
             error = orjson.loads(body)
@@ -175,5 +175,5 @@ class ChatPassExchange(Answers):
         if isinstance(error, dict) and isinstance(error.get("error"), dict):
             return Reply(status, scrub_bytes(body, tuple(s.encode() for s in self.secrets if len(s) >= 8)), kept)
         message = scrub(upstream_message(body, headers.get("content-type", "")), self.secrets)
-        status_out, body_out, headers_out = self.front.error_reply(status, f"{self.provider.host}: {message}", {k: v for k, v in kept.items() if k != "content-type"})
+        status_out, body_out, headers_out = self.front.error_reply(status, f"{self.who}: {message}", {k: v for k, v in kept.items() if k != "content-type"})
         return Reply(status_out, body_out, headers_out)

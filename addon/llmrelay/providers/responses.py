@@ -138,4 +138,4 @@ class ResponsesExchange(Answers):
             message = scrub(upstream_message(body, headers.get("content-type", "")), self.secrets)
             return error_reply(401, f"{self.route.provider}: ChatGPT refused the sign-in ({message}); "
                                     f"run `scripts/login --name {self.provider.account}`")
-        return upstream_error(status, headers, body, self.provider.host, self.secrets)
+        return upstream_error(status, headers, body, self.who, self.secrets)

@@ -246,7 +246,7 @@ def _tool(tool: a.Tool, names: ToolNames, provider: Any, flat: bool, drops: tupl
     if a.is_server_tool(tool):
         raise RelayError(
             f"the tool {tool.name!r} ({tool.type}) runs on Anthropic's servers; "
-            f"the OpenAI-compatible provider at {provider.host} cannot run it"
+            f"the provider at {provider.host} cannot run it"
         )
     schema = bytes(tool.input_schema) if tool.input_schema else b'{"type":"object","properties":{}}'
     if not schema.lstrip().startswith(b"{"):
