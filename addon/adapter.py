@@ -38,6 +38,8 @@ import ctypes
 import gc
 import ipaddress
 import logging
+import operator
+import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -199,15 +201,15 @@ class Adapter:
         (`NOT_EARLY_OPTIONS`, another addon's `request` hook), or its head as the client sent
         it (the `requestheaders` hook of an addon after this one, which would see the loopback
         head instead)."""
-        self.loaded_seen = _loaded()
+        self.loaded_seen = loaded = _loaded()
         if any(getattr(ctx.options, name, None) for name in NOT_EARLY_OPTIONS):
             return False
         after = False
-        for addon in addonmanager.traverse(ctx.master.addons.chain):
+        for addon in loaded:
             if addon is self:
                 after = True
             elif addon is not self.late and (not type(addon).__module__.startswith("mitmproxy.") or type(addon) in HOSTED_APPS):
-                if hasattr(addon, "request") or (after and hasattr(addon, "requestheaders")):
+                if _hooks(addon, "request") or (after and _hooks(addon, "requestheaders")):
                     return False
         return True
 
@@ -334,9 +336,11 @@ class Adapter:
         answer: mitmproxy's hooks, each a walk through every addon, run while the provider
         works and while the client reads, not before."""
         req = flow.request
-        if _loaded() != self.loaded_seen:  # an addon or script loaded or reloaded since
+        if not _same(_loaded(), self.loaded_seen):  # an addon or script loaded or reloaded since
             self.early_ok = self._may_take_early()
         if not self.early_ok or self.config is None or flow.response is not None or req.method != "POST" or not self.loopback.port:
+            return
+        if _replaying():  # (recordings loaded by a command: no option or hook says so)
             return
         headers = _lower(req.headers)
         try:
@@ -410,7 +414,7 @@ class Adapter:
         headers["host"] = req.host_header or ""
         client_body = req.raw_content or b""
         # Recording or replaying: the flow must match its recording on another day (`Ask.canonical`).
-        recording = bool(getattr(ctx.options, "save_stream_file", None) or getattr(ctx.options, "server_replay", None))
+        recording = bool(getattr(ctx.options, "save_stream_file", None)) or _replaying()
         target = (req.scheme, req.host, req.port, req.path)
         taken, shown = self._take(req.method, target, client_body, headers, recording=recording, authority=bool(req.data.authority))
         if isinstance(taken, relay.Reply):
@@ -793,11 +797,31 @@ def _lower(headers: http.Headers) -> dict[str, str]:
 
 
 def _loaded() -> tuple:
-    """The addons loaded now, and the modules of the scripts (`-s`): an addon added while
-    mitmproxy runs, or a script's hot reload (a new module in its place), tells no other addon."""
-    addons = ctx.master.addons
-    loader = addons.get("scriptloader")
-    return (*addons.chain, *(script.ns for script in loader.addons)) if loader is not None else tuple(addons.chain)
+    """Every addon loaded now, in the order their hooks run, the scripts' modules (`-s`) and
+    what they hold included: an addon added while mitmproxy runs, or a script's hot reload (a
+    new module in its place), tells no other addon."""
+    return tuple(addonmanager.traverse(ctx.master.addons.chain))
+
+
+def _same(now: tuple, then: tuple) -> bool:
+    """The same addons, object for object (an addon's own `__eq__` is not asked)."""
+    return len(now) == len(then) and all(map(operator.is_, now, then))
+
+
+def _hooks(addon: object, name: str) -> bool:
+    """Whether mitmproxy calls `name` on the addon: a module a script imports under a hook's
+    name (`from flask import request`) is not a hook, as mitmproxy has it."""
+    hook = getattr(addon, name, None)
+    return callable(hook) and not isinstance(hook, types.ModuleType)
+
+
+def _replaying() -> bool:
+    """Whether recorded answers are being replayed: `--server-replay`, or recordings loaded by
+    a command (`replay.server` in mitmweb or the console), which sets no option."""
+    if getattr(ctx.options, "server_replay", None):
+        return True
+    playback = ctx.master.addons.get("serverplayback")
+    return bool(getattr(playback, "flowmap", None))
 
 
 addons = [Adapter()]

@@ -6,11 +6,12 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import pytest
 from mitmproxy import exceptions
-from mitmproxy.addons import asgiapp, script
+from mitmproxy.addons import asgiapp, script, serverplayback
 from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow, tutils
 
@@ -445,6 +446,57 @@ def test_a_web_app_hosted_by_mitmproxy_keeps_its_requests(taking) -> None:
     f, _ = arriving("/v1/messages", MESSAGE)
     adapter.requestheaders(f)
     assert f.request.stream is False and f.id not in adapter.early
+
+
+def test_an_addon_nested_in_another_while_running_is_noticed_at_the_next_request(taking) -> None:
+    adapter, tctx = taking
+
+    class Rewriter:
+        def request(self, flow) -> None:
+            flow.request.headers["x-team"] = "blue"
+
+    holder = SimpleNamespace(name="holder", addons=[])  # (a script's `addons` list, say)
+    tctx.master.addons.add(holder)
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.id in adapter.early
+    holder.addons.append(Rewriter())  # mitmproxy runs its hooks: nothing tells the other addons
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.request.stream is False and f.id not in adapter.early
+
+
+def test_recordings_loaded_by_a_command_are_replayed_not_bypassed(taking) -> None:
+    adapter, tctx = taking
+    playback = serverplayback.ServerPlayback()
+    tctx.master.addons.add(playback)
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.id in adapter.early
+    playback.load_flows([tflow.tflow(resp=True)])  # what `replay.server` does: no option is set
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    assert f.request.stream is False and f.id not in adapter.early
+
+
+def test_a_script_importing_a_module_named_like_a_hook_keeps_the_early_path(taking, tmp_path) -> None:
+    adapter, tctx = taking
+    path = tmp_path / "helper.py"
+    path.write_text("from urllib import request\n\ndef response(flow):\n    pass\n")
+
+    async def scripted() -> None:
+        loader = script.ScriptLoader()
+        tctx.master.addons.add(loader)
+        tctx.configure(loader, scripts=[str(path)])
+        loader.addons[0].loadscript()
+        assert loader.addons[0].ns.request.__name__ == "urllib.request"
+        f, _ = arriving("/v1/messages", MESSAGE)
+        adapter.requestheaders(f)
+        assert adapter.early_ok and f.id in adapter.early  # mitmproxy calls no `request` there either
+        for running in loader.addons:
+            running.done()
+
+    asyncio.run(scripted())
 
 
 def test_a_script_reloaded_with_a_request_hook_is_noticed_at_the_next_request(taking, tmp_path) -> None:

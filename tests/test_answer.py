@@ -55,9 +55,9 @@ def test_the_first_token_of_a_burst_goes_out_before_the_rest_is_translated() -> 
     asyncio.run(run())
 
 
-def test_a_burst_is_cut_at_line_ends_and_a_long_line_never_in_two() -> None:
+def test_a_burst_is_cut_at_event_ends_and_a_long_line_never_in_two() -> None:
     # Until the first token is out, a big read is translated in pieces of about FIRST_PIECE
-    # bytes; no token can come out of part of a line, so a piece always ends at a line end.
+    # bytes; no token can come out of part of an event, so a piece always ends where one does.
     echo = b"event: response.created\ndata: {" + b"x" * 80_000 + b"}\n\n"
     deltas = b"".join(b"event: d\ndata: {\"delta\":\"%d\"}\n\n" % i for i in range(400))
     read = echo + deltas
@@ -67,8 +67,9 @@ def test_a_burst_is_cut_at_line_ends_and_a_long_line_never_in_two() -> None:
         pieces.append(read[start:end])
         start = end
     assert b"".join(pieces) == read
-    assert all(piece.endswith(b"\n") for piece in pieces)
-    assert pieces[0] == echo[:-1]  # the long line whole, in one piece with the line before it
+    assert pieces[0] == echo  # the long line whole, in one piece with the line before it and the blank line after
+    assert all(piece.endswith(b"\n\n") for piece in pieces)  # each piece ends an event: a token's is never left waiting
     assert all(FIRST_PIECE <= len(piece) < FIRST_PIECE + 40 for piece in pieces[1:-1])  # short lines, ~FIRST_PIECE at a time
     assert len(pieces) >= len(deltas) // (FIRST_PIECE + 40)
     assert _cut(b"no line end at all", 4) == len(b"no line end at all")
+    assert _cut(b"data: 1\r\n\r\ndata: 2\r\n\r\n", 3) == 11  # CRLF lines: the blank one comes along

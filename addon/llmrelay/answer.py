@@ -330,8 +330,8 @@ class Answer:
         With `piece`, until the first token is out a big read is handed on in pieces of about
         `piece` bytes, so that the token does not wait for the rest of the read to be
         translated (a provider that sends a burst: 250 KB at once from a Responses API, the
-        request echoed twice before the first delta). A piece ends at a line end: no token
-        can come out of part of a line, and a 78 KB line cut in 2 KB pieces costs 39 calls
+        request echoed twice before the first delta). A piece ends where an event does: no token
+        comes out of part of an event, and a 78 KB line cut in 2 KB pieces costs 39 calls
         instead of one."""
         loop = asyncio.get_running_loop()
         idle = self.call.timeouts.idle
@@ -508,12 +508,23 @@ FIRST_PIECE = 2048  # bytes translated at a time until the first token is out (m
 
 
 def _cut(chunk: bytes, at: int) -> int:
-    """Where a piece of `chunk` that should end near `at` ends: just after the first line end
-    at or past `at`, or at the end of the read."""
-    if at >= len(chunk):
-        return len(chunk)
-    end = chunk.find(b"\n", at - 1)
-    return len(chunk) if end < 0 else end + 1
+    """Where a piece of `chunk` that should end near `at` ends: just after the first event
+    end (a line end and the blank line after it) at or past `at`, so that a token's event is
+    whole in its piece; or at the end of the read."""
+    size, pos = len(chunk), at - 1
+    while pos < size:
+        end = chunk.find(b"\n", pos)
+        if end < 0:
+            return size
+        pos = end + 1
+        if pos < size and chunk[pos] in _LINE_ENDS:  # a blank line: the event ends here
+            while pos < size and chunk[pos] in _LINE_ENDS:
+                pos += 1
+            return pos
+    return size
+
+
+_LINE_ENDS = b"\r\n"
 
 
 def _seconds(value: str | None) -> float | None:
