@@ -41,7 +41,6 @@ import logging
 import operator
 import types
 from pathlib import Path
-from types import SimpleNamespace
 
 import orjson
 from mitmproxy import addonmanager, contentviews, ctx, exceptions, http
@@ -532,7 +531,7 @@ class Adapter:
         secrets = (*self.config.secrets, *credentials)
         if path.startswith("/v1/messages") and anthropic_compat.has_foreign_thinking(body):
             body = anthropic_compat.without_foreign_thinking(body)  # Anthropic would refuse the request
-        exchange = relay.PassExchange(client_stream=stream, provider=SimpleNamespace(host=host))
+        exchange = relay.PassExchange(client_stream=stream, provider=types.SimpleNamespace(host=host))
         call = Call(method, f"{scheme}://{url.hostport(scheme, host, port)}{path}", sent, body, Timeouts(), host)
         return Pending(exchange, call, secrets)
 

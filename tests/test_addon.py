@@ -419,20 +419,34 @@ def test_an_addon_after_this_one_with_a_requestheaders_hook_gets_the_clients_hea
     assert f.request.stream is False and f.id not in adapter.early
 
 
-def test_an_addon_added_while_running_is_noticed_at_the_next_request(taking) -> None:
+class Rewriter:
+    """Another addon that changes each request in its `request` hook."""
+
+    def request(self, flow) -> None:
+        flow.request.headers["x-team"] = "blue"
+
+
+def taken_early(adapter: Adapter) -> bool:
+    """Whether the adapter takes a new Messages request as it arrives."""
+    f, _ = arriving("/v1/messages", MESSAGE)
+    adapter.requestheaders(f)
+    early = f.id in adapter.early
+    assert early == (f.request.stream is not False)
+    return early
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["added", "nested in another addon"])
+def test_an_addon_added_while_running_is_noticed_at_the_next_request(taking, nested: bool) -> None:
     adapter, tctx = taking
-
-    class Rewriter:
-        def request(self, flow) -> None:
-            flow.request.headers["x-team"] = "blue"
-
-    f, _ = arriving("/v1/messages", MESSAGE)
-    adapter.requestheaders(f)
-    assert f.id in adapter.early
-    tctx.master.addons.add(Rewriter())  # (as another addon or a console command may: no hook tells the others)
-    f, _ = arriving("/v1/messages", MESSAGE)
-    adapter.requestheaders(f)
-    assert f.request.stream is False and f.id not in adapter.early
+    holder = SimpleNamespace(name="holder", addons=[])  # (a script's `addons` list, say)
+    if nested:
+        tctx.master.addons.add(holder)
+    assert taken_early(adapter)
+    if nested:
+        holder.addons.append(Rewriter())  # mitmproxy runs its hooks: nothing tells the other addons
+    else:
+        tctx.master.addons.add(Rewriter())  # (as another addon or a console command may: no hook tells the others)
+    assert not taken_early(adapter)
 
 
 def test_a_web_app_hosted_by_mitmproxy_keeps_its_requests(taking) -> None:
@@ -443,40 +457,32 @@ def test_a_web_app_hosted_by_mitmproxy_keeps_its_requests(taking) -> None:
         return [b"served"]
 
     tctx.master.addons.add(asgiapp.WSGIApp(app, "tools.example", 80))
-    f, _ = arriving("/v1/messages", MESSAGE)
-    adapter.requestheaders(f)
-    assert f.request.stream is False and f.id not in adapter.early
-
-
-def test_an_addon_nested_in_another_while_running_is_noticed_at_the_next_request(taking) -> None:
-    adapter, tctx = taking
-
-    class Rewriter:
-        def request(self, flow) -> None:
-            flow.request.headers["x-team"] = "blue"
-
-    holder = SimpleNamespace(name="holder", addons=[])  # (a script's `addons` list, say)
-    tctx.master.addons.add(holder)
-    f, _ = arriving("/v1/messages", MESSAGE)
-    adapter.requestheaders(f)
-    assert f.id in adapter.early
-    holder.addons.append(Rewriter())  # mitmproxy runs its hooks: nothing tells the other addons
-    f, _ = arriving("/v1/messages", MESSAGE)
-    adapter.requestheaders(f)
-    assert f.request.stream is False and f.id not in adapter.early
+    assert not taken_early(adapter)
 
 
 def test_recordings_loaded_by_a_command_are_replayed_not_bypassed(taking) -> None:
     adapter, tctx = taking
     playback = serverplayback.ServerPlayback()
     tctx.master.addons.add(playback)
-    f, _ = arriving("/v1/messages", MESSAGE)
-    adapter.requestheaders(f)
-    assert f.id in adapter.early
+    assert taken_early(adapter)
     playback.load_flows([tflow.tflow(resp=True)])  # what `replay.server` does: no option is set
-    f, _ = arriving("/v1/messages", MESSAGE)
-    adapter.requestheaders(f)
-    assert f.request.stream is False and f.id not in adapter.early
+    assert not taken_early(adapter)
+
+
+def run_script(tctx, path: Path, check) -> None:
+    """`check(script)` with `path` loaded as mitmproxy loads `-s path`, inside a running loop."""
+
+    async def scripted() -> None:
+        loader = script.ScriptLoader()
+        tctx.master.addons.add(loader)
+        tctx.configure(loader, scripts=[str(path)])
+        try:
+            check(loader.addons[0])
+        finally:
+            for running in loader.addons:
+                running.done()
+
+    asyncio.run(scripted())
 
 
 def test_a_script_importing_a_module_named_like_a_hook_keeps_the_early_path(taking, tmp_path) -> None:
@@ -484,19 +490,12 @@ def test_a_script_importing_a_module_named_like_a_hook_keeps_the_early_path(taki
     path = tmp_path / "helper.py"
     path.write_text("from urllib import request\n\ndef response(flow):\n    pass\n")
 
-    async def scripted() -> None:
-        loader = script.ScriptLoader()
-        tctx.master.addons.add(loader)
-        tctx.configure(loader, scripts=[str(path)])
-        loader.addons[0].loadscript()
-        assert loader.addons[0].ns.request.__name__ == "urllib.request"
-        f, _ = arriving("/v1/messages", MESSAGE)
-        adapter.requestheaders(f)
-        assert adapter.early_ok and f.id in adapter.early  # mitmproxy calls no `request` there either
-        for running in loader.addons:
-            running.done()
+    def check(loaded) -> None:
+        loaded.loadscript()
+        assert loaded.ns.request.__name__ == "urllib.request"
+        assert taken_early(adapter)  # mitmproxy calls no `request` there either
 
-    asyncio.run(scripted())
+    run_script(tctx, path, check)
 
 
 def test_a_script_reloaded_with_a_request_hook_is_noticed_at_the_next_request(taking, tmp_path) -> None:
@@ -504,20 +503,11 @@ def test_a_script_reloaded_with_a_request_hook_is_noticed_at_the_next_request(ta
     path = tmp_path / "rewriter.py"
     path.write_text("def response(flow):\n    pass\n")
 
-    async def scripted() -> None:
-        loader = script.ScriptLoader()
-        tctx.master.addons.add(loader)
-        tctx.configure(loader, scripts=[str(path)])
+    def check(loaded) -> None:
         adapter.configure(set())
-        f, _ = arriving("/v1/messages", MESSAGE)
-        adapter.requestheaders(f)
-        assert adapter.early_ok and f.id in adapter.early
+        assert taken_early(adapter)
         path.write_text("def request(flow):\n    flow.request.headers['x-team'] = 'blue'\n")
-        loader.addons[0].loadscript()  # what mitmproxy does when the file changes: no hook tells the other addons
-        f, _ = arriving("/v1/messages", MESSAGE)
-        adapter.requestheaders(f)
-        assert f.request.stream is False and f.id not in adapter.early
-        for running in loader.addons:
-            running.done()
+        loaded.loadscript()  # what mitmproxy does when the file changes: no hook tells the other addons
+        assert not taken_early(adapter)
 
-    asyncio.run(scripted())
+    run_script(tctx, path, check)
