@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from llmrelay import sse
+from llmrelay import sse, usage
 from llmrelay.protocols import anthropic as a
 
 _console = Console(highlight=False, soft_wrap=True)
@@ -32,7 +32,7 @@ def show(entry: dict[str, Any], client_request: bytes | None, client_response: b
     if got:
         table.add_row("got", got)
     tokens = f"{entry['input_tokens'] + entry['cache_read_input_tokens']} in / {entry['output_tokens']} out"
-    table.add_row("usage", f"{tokens} · ttft {entry['ttft_ms']:.0f} ms · {entry['total_ms']:.0f} ms · {entry['status']}"
+    table.add_row("usage", f"{tokens}{usage.ttft(entry)} · {entry['total_ms']:.0f} ms · {entry['status']}"
                   + (f" {entry['error_type']}" if entry.get("error_type") else ""))
     if entry.get("failed"):
         table.add_row("failed", "; ".join(entry["failed"]))

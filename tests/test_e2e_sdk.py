@@ -261,6 +261,7 @@ def test_every_routed_request_leaves_a_usage_record_without_content(client, prov
     first = records[0]
     assert (first["provider"], first["model"], first["input_tokens"], first["cache_read_input_tokens"], first["output_tokens"]) == ("mock", "gpt-4.1-mini", 60, 40, 20)
     assert 0 < first["ttft_ms"] <= first["total_ms"]
+    assert records[2]["ttft_ms"] is None  # a 429 has no first token
     assert [r["status"] for r in relay.records(1, "errors", lambda r: r["client_model"] == model)] == [429]
     text = "".join(path.read_text() for path in relay.data.rglob("*.jsonl"))
     assert "secret" not in text and PROVIDER_KEY not in text and CLIENT_KEY not in text

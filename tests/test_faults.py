@@ -343,6 +343,8 @@ def test_usage_records_say_what_happened(relay, upstream) -> None:
     cut, gone = relay.records(before + 2)[before:]
     assert (cut["status"], cut["error_type"]) == (200, "api_error")  # an error inside a 200 stream
     assert (gone["status"], gone["error_type"]) == (499, "client_disconnected")
+    assert cut["ttft_ms"] > 0 and " · ttft " in usage.summary(cut)  # its first tokens came
+    assert gone["ttft_ms"] is None and " · ttft " not in usage.summary(gone)  # nothing came
 
 
 def test_an_error_event_from_an_anthropic_compatible_provider_is_recorded_with_its_type(relay, upstream) -> None:

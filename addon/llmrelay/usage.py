@@ -35,7 +35,8 @@ TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cac
 def record(exchange: Any, status: int, error_type: str | None = None, *, replayed: bool = False) -> dict[str, Any]:
     ended = time.monotonic()
     usage = exchange.usage or {}
-    first = exchange.first_byte or ended
+    # An error answer, or none at all, had no first token to time; a replayed one came whole.
+    first = (exchange.first_byte or (ended if replayed else None)) if status < 400 else None
     out: dict[str, Any] = {
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
         "client_model": exchange.client_model,
@@ -47,7 +48,7 @@ def record(exchange: Any, status: int, error_type: str | None = None, *, replaye
         value = usage.get(name) if name != "reasoning_tokens" else getattr(exchange, "reasoning_tokens", 0)
         out[name] = value if isinstance(value, int) else 0
     out |= {
-        "ttft_ms": round((first - exchange.started) * 1000, 1),
+        "ttft_ms": round((first - exchange.started) * 1000, 1) if first is not None else None,
         "total_ms": round((ended - exchange.started) * 1000, 1),
         "status": status,
         "error_type": error_type,
@@ -86,7 +87,8 @@ def limits_summary(limits: dict[str, str]) -> str:
 
 
 def summary(entry: dict[str, Any]) -> str:
-    """`claude-x → provider:model · 120 in / 30 out · ttft 210 ms · 1.4 s · 200`"""
+    """`claude-x → provider:model · 120 in / 30 out · ttft 210 ms · 1.4 s · 200` (no ttft for
+    an error answer)"""
     tokens = f"{entry['input_tokens'] + entry['cache_read_input_tokens']} in / {entry['output_tokens']} out"
     status = f"{entry['status']} {entry['error_type']}" if entry["error_type"] else str(entry["status"])
     route = f"{entry['client_model']} → {entry['provider']}:{entry['model']}"
@@ -98,7 +100,12 @@ def summary(entry: dict[str, Any]) -> str:
         limits += " · after " + "; ".join(entry["failed"])
     total = entry["total_ms"]
     took = f"{total / 1000:.1f} s" if total >= 1000 else f"{total:.0f} ms"
-    return f"{route} · {tokens} · ttft {entry['ttft_ms']:.0f} ms · {took} · {status}{limits}{replayed}"
+    return f"{route} · {tokens}{ttft(entry)} · {took} · {status}{limits}{replayed}"
+
+
+def ttft(entry: dict[str, Any]) -> str:
+    """` · ttft 210 ms`, or nothing for an answer that had no first token."""
+    return "" if entry.get("ttft_ms") is None else f" · ttft {entry['ttft_ms']:.0f} ms"
 
 
 def failed(entry: dict[str, Any]) -> bool:
