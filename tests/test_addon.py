@@ -456,6 +456,7 @@ def test_a_web_app_hosted_by_mitmproxy_keeps_its_requests(taking) -> None:
         start_response("200 OK", [])
         return [b"served"]
 
+    assert taken_early(adapter)
     tctx.master.addons.add(asgiapp.WSGIApp(app, "tools.example", 80))
     assert not taken_early(adapter)
 

@@ -340,10 +340,16 @@ def test_usage_records_say_what_happened(relay, upstream) -> None:
     body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": HELLO, "stream": True}
     with httpx.stream("POST", relay.url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}) as answer:
         assert b"ping" in next(answer.iter_raw())  # then the client gives up and goes away
-    cut, gone = relay.records(before + 2)[before:]
+    events = chat_events()
+    upstream.set_script([Fault("silent_mid", events=events[:2], rest=events[2:], wait=1.0)])
+    with httpx.stream("POST", relay.url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}) as answer:
+        assert any(b"text_delta" in read for read in answer.iter_raw())  # the first tokens, then the client leaves
+    cut, gone, left = relay.records(before + 3)[before:]
     assert (cut["status"], cut["error_type"]) == (200, "api_error")  # an error inside a 200 stream
     assert (gone["status"], gone["error_type"]) == (499, "client_disconnected")
+    assert (left["status"], left["error_type"]) == (499, "client_disconnected")
     assert cut["ttft_ms"] > 0 and " · ttft " in usage.summary(cut)  # its first tokens came
+    assert left["ttft_ms"] > 0 and " · ttft " in usage.summary(left)  # so did these, before the client left
     assert gone["ttft_ms"] is None and " · ttft " not in usage.summary(gone)  # nothing came
 
 

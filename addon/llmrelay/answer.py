@@ -337,7 +337,7 @@ class Answer:
         idle = self.call.timeouts.idle
         scrubber = Scrubber(self.secrets)
         unscrubbed: list[bytes] = []
-        first = not self.provider_raw
+        first = not self.provider_raw and response.status < 400  # (an error answer has no first token to time)
         waiting = first_token  # for the client's first token to be on its way
         try:
             while chunk := await response.readany():

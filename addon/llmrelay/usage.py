@@ -4,8 +4,8 @@
     <data dir>/errors/YYYY-MM-DD.jsonl   the ones that ended in an error, again
 
 A record holds when, which models and provider, the tokens, time to first token (the first
-streamed chunk; for a JSON answer, the whole answer), total time, status and error type; never
-a prompt, an answer or a key. The status is what the client was told: an error inside a
+read of the provider's answer; `null` when the provider answered with an error, or not at all),
+total time, status and error type; never a prompt, an answer or a key. The status is what the client was told: an error inside a
 stream keeps its 200 with the error's type, a client that went away is 499
 `client_disconnected`, and an answer replayed from a recording is marked `replayed` and left
 out of the totals.
@@ -35,8 +35,9 @@ TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cac
 def record(exchange: Any, status: int, error_type: str | None = None, *, replayed: bool = False) -> dict[str, Any]:
     ended = time.monotonic()
     usage = exchange.usage or {}
-    # An error answer, or none at all, had no first token to time; a replayed one came whole.
-    first = (exchange.first_byte or (ended if replayed else None)) if status < 400 else None
+    # `first_byte`: when the provider's answer began, unless it was an error (none: no
+    # first token to time); a replayed answer came whole.
+    first = exchange.first_byte or (ended if replayed else None)
     out: dict[str, Any] = {
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
         "client_model": exchange.client_model,
