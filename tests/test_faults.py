@@ -338,11 +338,12 @@ def test_usage_records_say_what_happened(relay, upstream) -> None:
     stream_raw(relay)
     upstream.set_script([Fault("silent", wait=1.0)])
     body = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": HELLO, "stream": True}
-    with httpx.stream("POST", relay.url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}) as answer:
+    streamed = lambda: httpx.stream("POST", relay.url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"})  # noqa: E731
+    with streamed() as answer:
         assert b"ping" in next(answer.iter_raw())  # then the client gives up and goes away
     events = chat_events()
     upstream.set_script([Fault("silent_mid", events=events[:2], rest=events[2:], wait=1.0)])
-    with httpx.stream("POST", relay.url + "/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01"}) as answer:
+    with streamed() as answer:
         assert any(b"text_delta" in read for read in answer.iter_raw())  # the first tokens, then the client leaves
     cut, gone, left = relay.records(before + 3)[before:]
     assert (cut["status"], cut["error_type"]) == (200, "api_error")  # an error inside a 200 stream

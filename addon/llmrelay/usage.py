@@ -5,10 +5,10 @@
 
 A record holds when, which models and provider, the tokens, time to first token (the first
 read of the provider's answer; `null` when the provider answered with an error, or not at all),
-total time, status and error type; never a prompt, an answer or a key. The status is what the client was told: an error inside a
-stream keeps its 200 with the error's type, a client that went away is 499
-`client_disconnected`, and an answer replayed from a recording is marked `replayed` and left
-out of the totals.
+total time, status and error type; never a prompt, an answer or a key. The status is what the
+client was told: an error inside a stream keeps its 200 with the error's type, a client that
+went away is 499 `client_disconnected`, and an answer replayed from a recording is marked
+`replayed` and left out of the totals.
 """
 
 from __future__ import annotations
