@@ -205,6 +205,19 @@ def test_a_dead_sign_in_asks_the_user_to_log_in_again(client, issuer, codex, rel
     assert "scripts/login --name work" in message and tokens.access_token not in message
 
 
+def test_a_sign_in_refused_even_after_a_refresh_names_the_command_that_signs_in_again(client, issuer, codex, relay, monkeypatch) -> None:
+    tokens = sign_in(relay, issuer, "work")
+    monkeypatch.setattr(issuer, "is_live", lambda token: False)  # the backend refuses every token, new ones too
+    before = issuer.refreshes
+    with pytest.raises(anthropic.AuthenticationError) as raised:
+        client.messages.create(model="claude-work", max_tokens=100, messages=HELLO)
+    message = raised.value.body["error"]["message"]
+    assert issuer.refreshes == before + 1  # refreshed once, not again and again
+    assert message.startswith("work: ChatGPT refused the sign-in (")
+    assert message.endswith(f"run `scripts/login --name work --data-dir {relay.data} --issuer {issuer.url}`")
+    assert tokens.access_token not in message and tokens.refresh_token not in message
+
+
 def test_an_account_never_signed_in_is_an_authentication_error(client, relay) -> None:
     path = oauth.token_path(relay.data, "work")
     path.unlink(missing_ok=True)

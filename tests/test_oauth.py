@@ -115,6 +115,9 @@ def test_an_unreadable_token_file_asks_for_a_new_sign_in(tmp_path):
     with pytest.raises(oauth.AuthError, match="scripts/login --name work") as caught:
         oauth.load(tmp_path, "work")
     assert "secret-access" not in str(caught.value)
+    with pytest.raises(oauth.AuthError) as caught:  # signed in elsewhere: the hint says where
+        oauth.load(tmp_path, "work", "http://127.0.0.1:9999")
+    assert str(caught.value).endswith(f"run `scripts/login --name work --data-dir {tmp_path} --issuer http://127.0.0.1:9999`")
 
 
 def test_no_token_file_means_not_signed_in(tmp_path):
@@ -123,7 +126,7 @@ def test_no_token_file_means_not_signed_in(tmp_path):
     assert str(caught.value) == (f"ChatGPT account 'work' is not signed in; "
                                  f"run `scripts/login --name work --data-dir {tmp_path}`")
     default = oauth.Account("work", "~/.llmrelay", post=httpx_post)
-    assert default._hint() == "run `scripts/login --name work`"
+    assert default.hint() == "run `scripts/login --name work`"
 
 
 # ----------------------------------------------------------------------------- refresh

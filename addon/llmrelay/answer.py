@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from . import oauth
-from .errors import Scrubber, anthropic_status, scrub, scrub_bytes
+from .errors import Scrubber, anthropic_status, scrub, scrub_bytes, upstream_message
 from .fronts import SLICE, AnthropicFront
 from .health import cooling, mark_failing
 from .loopback import Sink
@@ -252,7 +252,12 @@ class Answer:
             await self._collect(response, exchange.reader())
         else:
             await self._read(response)
-            self._reply(exchange.reply(status, headers, b"".join(self.provider_raw)))
+            body = b"".join(self.provider_raw)
+            if status == 401 and self.account is not None:  # refused even after a refresh, or not for the token
+                message = scrub(upstream_message(body, headers.get("content-type", "")), self._secret_texts)
+                reply = error_reply(401, f"{self.call.name}: ChatGPT refused the sign-in ({message}); {self.account.hint()}")
+                return self._reply(reply, converted=False)
+            self._reply(exchange.reply(status, headers, body))
 
     async def _stream(self, response: Response, translator: Any) -> None:
         """The provider's stream → the client's, read by read."""

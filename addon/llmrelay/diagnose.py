@@ -55,7 +55,7 @@ def static(config: Config, relay_url: str, settings: Path | None = None, data_di
 
 def _signed_in(account: str, issuer: str, data_dir: Path) -> str:
     try:
-        tokens = oauth.load(data_dir, account)
+        tokens = oauth.load(data_dir, account, issuer)
     except oauth.AuthError as e:
         return str(e)
     except OSError as e:

@@ -189,8 +189,9 @@ def signin_hint(name: str, data_dir: str | Path | None = None, issuer: str = DEF
     return f"run `{command}`"
 
 
-def load(data_dir: str | Path, name: str) -> Tokens | None:
-    """The stored tokens, or None when the account has none; AuthError when the file is unreadable."""
+def load(data_dir: str | Path, name: str, issuer: str = DEFAULT_ISSUER) -> Tokens | None:
+    """The stored tokens, or None when the account has none; AuthError when the file is
+    unreadable (its hint signs in again at `issuer`)."""
     path = token_path(data_dir, name)
     try:
         raw = path.read_bytes()
@@ -205,7 +206,7 @@ def load(data_dir: str | Path, name: str) -> Tokens | None:
                       _number(data.get("expires_at")) or 0.0)
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         raise AuthError(f"ChatGPT account {name!r}: {path} is not a readable token file; "
-                        f"{signin_hint(name, data_dir)}") from None
+                        f"{signin_hint(name, data_dir, issuer)}") from None
 
 
 def save(data_dir: str | Path, name: str, tokens: Tokens, issuer: str = DEFAULT_ISSUER) -> None:
@@ -381,16 +382,17 @@ class Account:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
-            raise AuthError(f"ChatGPT account {self.name!r} is not signed in; {self._hint()}") from None
+            raise AuthError(f"ChatGPT account {self.name!r} is not signed in; {self.hint()}") from None
         stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if stamp != self._stamp or self._cached is None:
-            tokens = load(self.data_dir, self.name)
+            tokens = load(self.data_dir, self.name, self.issuer)
             if tokens is None:
-                raise AuthError(f"ChatGPT account {self.name!r} is not signed in; {self._hint()}")
+                raise AuthError(f"ChatGPT account {self.name!r} is not signed in; {self.hint()}")
             self._stamp, self._cached = stamp, tokens
         return self._cached
 
-    def _hint(self) -> str:
+    def hint(self) -> str:
+        """The command that signs this account in again."""
         return signin_hint(self.name, self.data_dir, self.issuer)
 
     async def _update(self, usable: Callable[[Tokens], bool]) -> Tokens:
@@ -447,7 +449,7 @@ class Account:
         reason = dead_reason(status, answer)
         if reason:
             message = (f"ChatGPT account {self.name!r}: the sign-in has expired or was revoked ({reason}); "
-                       f"{self._hint()}")
+                       f"{self.hint()}")
             _DEAD[self._key] = (old.refresh_token, message)
             raise AuthError(message)
         raise RefreshFailed(f"ChatGPT account {self.name!r}: refreshing the sign-in failed "

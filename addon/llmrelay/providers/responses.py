@@ -134,8 +134,4 @@ class ResponsesExchange(Answers):
                 if reset > 60:  # the SDKs would retry within a minute whatever retry-after says
                     headers["x-should-retry"] = "false"
                 return error_reply(429, text, headers)
-        if status == 401 and self.provider.codex:
-            message = scrub(upstream_message(body, headers.get("content-type", "")), self.secrets)
-            return error_reply(401, f"{self.route.provider}: ChatGPT refused the sign-in ({message}); "
-                                    f"run `scripts/login --name {self.provider.account}`")
         return upstream_error(status, headers, body, self.who, self.secrets)
