@@ -148,6 +148,7 @@ class Adapter:
         self.loopback_started: asyncio.Task | None = None
         self.started = False
         self._trim: asyncio.TimerHandle | None = None
+        self._finished = 0  # bytes in the bodies of flows finished since the last collection
         self._watch: asyncio.TimerHandle | None = None
         self._report: asyncio.Task | None = None
         self.claude: claude_settings.Session | None = None
@@ -586,6 +587,20 @@ class Adapter:
         self.account(flow, answer.exchange, answer.status or response.status_code, answer.error_type)
         if sum(map(len, answer.provider_raw)) > BIG_ANSWER:
             self._give_back_memory()
+        else:
+            self._collect_after(flow)
+
+    def _collect_after(self, flow: http.HTTPFlow) -> None:
+        """A finished flow, bodies and all, is freed only by a full collection (mitmproxy's
+        objects for a flow refer to each other), and those come seldom: after a few dozen
+        Responses answers (each echoes the 80 KB request three times) the dead flows held
+        ~20 MB. One runs as soon as the flows finished since the last one held COLLECT_EVERY
+        bytes; it walks only what `gc.freeze` left, ~0.7 ms."""
+        side = flow.metadata.get(SIDE) or {}
+        self._finished += len(flow.request.raw_content or b"") + len(flow.response.raw_content or b"") + sum(len(v) for v in side.values() if v)
+        if self._finished >= COLLECT_EVERY:
+            self._finished = 0
+            asyncio.get_running_loop().call_soon(gc.collect)
 
     def _give_back_memory(self) -> None:
         """After a big answer, once things are quiet: collect the flow's cycles and hand the
@@ -747,6 +762,7 @@ def _listening_beyond_loopback() -> set[str]:
 
 
 BIG_ANSWER = 4 << 20  # bytes
+COLLECT_EVERY = 8 << 20  # bytes
 RELOAD_EVERY = 1.0  # seconds between looks at the configuration file
 
 

@@ -16,6 +16,7 @@ from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow, tutils
 
 from adapter import Adapter
+from both_sides import SIDE
 from relay_process import free_port
 
 CONFIG = """
@@ -512,3 +513,34 @@ def test_a_script_reloaded_with_a_request_hook_is_noticed_at_the_next_request(ta
         assert not taken_early(adapter)
 
     run_script(tctx, path, check)
+
+
+def test_finished_flows_are_collected_once_their_bodies_add_up(monkeypatch) -> None:
+    """A finished flow is freed only by a full collection: one is run for every 8 MB of
+    bodies in the flows finished since the last, and not more often."""
+    import gc
+
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *args: collections.append(args))
+    adapter = Adapter()
+    f = tflow.tflow(resp=True)
+    f.request.raw_content = b"r" * (1 << 20)
+    f.response.raw_content = b"a" * (1 << 19)
+    f.metadata[SIDE] = {"client_request": b"c" * (1 << 19)}
+
+    async def finish(count: int) -> None:
+        for _ in range(count):
+            adapter._collect_after(f)
+        await asyncio.sleep(0)
+
+    async def run() -> None:
+        await finish(3)  # 6 MB
+        assert collections == []
+        await finish(1)  # 8 MB
+        assert collections == [()]
+        await finish(3)  # 6 MB since
+        assert collections == [()]
+        await finish(1)
+        assert collections == [(), ()]
+
+    asyncio.run(run())
