@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-CLAUDE_CODE_VERSION = "2.1.330"
+CLAUDE_CODE_VERSION = "2.1.332"
 PACKAGE = "@anthropic-ai/claude-code"
 
 ROOT = Path(__file__).resolve().parent.parent
