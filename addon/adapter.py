@@ -571,7 +571,7 @@ class Adapter:
         if isinstance(answer, relay.Reply):  # the relay's own, to a request taken early
             if response.raw_content is None:  # (streamed on: kept for the flow)
                 response.raw_content = answer.body
-            return
+            return self._collect_after(flow)
         if answer.provider_status is not None:
             # A new response object: the one mitmproxy is sending to the client keeps its own
             # head, by which mitmproxy ends the message it streamed.
