@@ -40,6 +40,7 @@ import gc
 import ipaddress
 import logging
 import operator
+import time
 import types
 from pathlib import Path
 
@@ -149,6 +150,7 @@ class Adapter:
         self.started = False
         self._trim: asyncio.TimerHandle | None = None
         self._finished = 0  # bytes in the bodies of flows finished since the last collection
+        self._collect_at = 0.0  # (monotonic) the next collection, not before
         self._watch: asyncio.TimerHandle | None = None
         self._report: asyncio.Task | None = None
         self.claude: claude_settings.Session | None = None
@@ -571,7 +573,7 @@ class Adapter:
         if isinstance(answer, relay.Reply):  # the relay's own, to a request taken early
             if response.raw_content is None:  # (streamed on: kept for the flow)
                 response.raw_content = answer.body
-            return self._collect_after(flow)
+            return
         if answer.provider_status is not None:
             # A new response object: the one mitmproxy is sending to the client keeps its own
             # head, by which mitmproxy ends the message it streamed.
@@ -587,20 +589,26 @@ class Adapter:
         self.account(flow, answer.exchange, answer.status or response.status_code, answer.error_type)
         if sum(map(len, answer.provider_raw)) > BIG_ANSWER:
             self._give_back_memory()
-        else:
-            self._collect_after(flow)
 
     def _collect_after(self, flow: http.HTTPFlow) -> None:
         """A finished flow, bodies and all, is freed only by a full collection (mitmproxy's
         objects for a flow refer to each other), and those come seldom: after a few dozen
         Responses answers (each echoes the 80 KB request three times) the dead flows held
         ~20 MB. One runs as soon as the flows finished since the last one held COLLECT_EVERY
-        bytes; it walks only what `gc.freeze` left, ~0.7 ms."""
+        bytes, but never more than COLLECT_SHARE of the time: in mitmdump it walks only what
+        `gc.freeze` left (~0.7 ms), in mitmweb every flow the view keeps."""
         side = flow.metadata.get(SIDE) or {}
-        self._finished += len(flow.request.raw_content or b"") + len(flow.response.raw_content or b"") + sum(len(v) for v in side.values() if v)
-        if self._finished >= COLLECT_EVERY:
+        response = flow.response.raw_content if flow.response is not None else None
+        self._finished += len(flow.request.raw_content or b"") + len(response or b"") + sum(len(v) for v in side.values() if v)
+        if self._finished >= COLLECT_EVERY and time.monotonic() >= self._collect_at:
             self._finished = 0
-            asyncio.get_running_loop().call_soon(gc.collect)
+            asyncio.get_running_loop().call_soon(self._collect)
+
+    def _collect(self) -> None:
+        start = time.monotonic()
+        gc.collect()
+        now = time.monotonic()
+        self._collect_at = now + (now - start) / COLLECT_SHARE
 
     def _give_back_memory(self) -> None:
         """After a big answer, once things are quiet: collect the flow's cycles and hand the
@@ -611,6 +619,10 @@ class Adapter:
         self._trim = asyncio.get_running_loop().call_later(2.0, _release_memory)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._end_failed(flow)
+        self._collect_after(flow)
+
+    def _end_failed(self, flow: http.HTTPFlow) -> None:
         self.pending.pop(flow.id, None)
         self.unsent.pop(flow.id, None)
         early = self.early.pop(flow.id, None)
@@ -690,6 +702,10 @@ class Translate:
         req.raw_content = b""
 
     def response(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow)
+        self.adapter._collect_after(flow)
+
+    def _finish(self, flow: http.HTTPFlow) -> None:
         response = flow.response
         unsent = self.adapter.unsent.pop(flow.id, None)
         if unsent is not None:  # Save has the provider's answer: the client gets its own
@@ -763,6 +779,7 @@ def _listening_beyond_loopback() -> set[str]:
 
 BIG_ANSWER = 4 << 20  # bytes
 COLLECT_EVERY = 8 << 20  # bytes
+COLLECT_SHARE = 0.02  # of the time, at most, spent on those collections
 RELOAD_EVERY = 1.0  # seconds between looks at the configuration file
 
 

@@ -517,7 +517,7 @@ def test_a_script_reloaded_with_a_request_hook_is_noticed_at_the_next_request(ta
 
 def test_finished_flows_are_collected_once_their_bodies_add_up(monkeypatch) -> None:
     """A finished flow is freed only by a full collection: one is run for every 8 MB of
-    bodies in the flows finished since the last, and not more often."""
+    bodies in the flows finished since the last (answered or failed), and not more often."""
     import gc
 
     collections = []
@@ -526,21 +526,51 @@ def test_finished_flows_are_collected_once_their_bodies_add_up(monkeypatch) -> N
     f = tflow.tflow(resp=True)
     f.request.raw_content = b"r" * (1 << 20)
     f.response.raw_content = b"a" * (1 << 19)
-    f.metadata[SIDE] = {"client_request": b"c" * (1 << 19)}
+    f.metadata[SIDE] = {"client_request": b"c" * (1 << 19)}  # 2 MB in all
+    failed = tflow.tflow(err=True)
+    failed.request.raw_content = b"r" * (2 << 20)
 
-    async def finish(count: int) -> None:
+    async def finish(count: int, flow=f) -> None:
         for _ in range(count):
-            adapter._collect_after(f)
-        await asyncio.sleep(0)
+            adapter.late.response(flow) if flow.error is None else adapter.error(flow)
+        await asyncio.sleep(0.01)  # (a collection holds the next back for 50 times its own length)
 
     async def run() -> None:
         await finish(3)  # 6 MB
         assert collections == []
-        await finish(1)  # 8 MB
+        await finish(1, failed)  # 8 MB
         assert collections == [()]
         await finish(3)  # 6 MB since
         assert collections == [()]
         await finish(1)
         assert collections == [(), ()]
+
+    asyncio.run(run())
+
+
+def test_collections_take_a_small_share_of_the_time(monkeypatch) -> None:
+    """Where a view keeps every flow (mitmweb), a full collection walks them all and frees
+    little: after one that took 10 ms, the next waits 0.5 s, whatever has finished meanwhile."""
+    import gc
+    import time
+
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *args: (collections.append(args), time.sleep(0.01)))
+    adapter = Adapter()
+    f = tflow.tflow(resp=True)
+    f.request.raw_content = b"r" * (8 << 20)
+
+    async def run() -> None:
+        adapter.late.response(f)
+        await asyncio.sleep(0)
+        assert len(collections) == 1
+        for _ in range(3):
+            adapter.late.response(f)
+            await asyncio.sleep(0)
+        assert len(collections) == 1  # held back
+        await asyncio.sleep(0.6)
+        adapter.late.response(f)
+        await asyncio.sleep(0)
+        assert len(collections) == 2
 
     asyncio.run(run())

@@ -209,8 +209,11 @@ def test_a_sign_in_refused_even_after_a_refresh_names_the_command_that_signs_in_
     tokens = sign_in(relay, issuer, "work")
     monkeypatch.setattr(issuer, "is_live", lambda token: False)  # the backend refuses every token, new ones too
     before = issuer.refreshes
+    refused = lambda record: record["client_model"] == "claude-work" and record["status"] == 401  # noqa: E731
+    recorded = len(relay.records(0, "errors", refused))
     with pytest.raises(anthropic.AuthenticationError) as raised:
         client.messages.create(model="claude-work", max_tokens=100, messages=HELLO)
+    assert relay.records(recorded + 1, "errors", refused)[-1]["error_type"] == "authentication_error"
     message = raised.value.body["error"]["message"]
     assert issuer.refreshes == before + 1  # refreshed once, not again and again
     assert message.startswith("work: ChatGPT refused the sign-in (")
